@@ -1,0 +1,51 @@
+# Every target installs what it needs into .venv on a fresh clone (idempotent; quick when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+TRITON_ARGS ?=
+
+.PHONY: help install export triton demo test lint bench-triton clean
+
+help:
+	@echo "make export        export MTCNN + classifier to ONNX into model_repository/ (only what changed)"
+	@echo "make triton        start the local Triton server in the foreground (ports 8000/8001/8002)"
+	@echo "make demo          analyse a generated sample video through the local Triton"
+	@echo "make test          run the test suite (starts its own Triton on free ports)"
+	@echo "make lint          ruff + mypy"
+	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
+
+$(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[export,local,clients,dev]'
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+install: $(STAMP)
+
+export: install
+	$(PY) -m export
+
+triton: export
+	$(PY) -m triton_runtime $(TRITON_ARGS)
+
+demo: export
+	$(PY) -m clients.demo
+
+test: export
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks
+
+bench-triton: export
+	$(PY) -m benchmarks.triton_bench
+
+clean:
+	rm -rf .triton results test-artifacts
+	find model_repository -name model.onnx -delete

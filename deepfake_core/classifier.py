@@ -1,0 +1,375 @@
+"""The temporal deepfake classifier ("PyTorch twin" of the ONNX model served by Triton).
+
+Per-frame EfficientNet-B0-class CNN (plain torch: no torchvision, no timm) -> frame features (1280) ->
+projection (256) -> masked temporal blocks (temporal conv + one self-attention layer) -> masked attention
+pooling -> video logit. A per-frame head on the CNN features gives one logit per frame.
+
+Mask semantics (``mask [B, T]``, 1 = face present, 0 = no face):
+- a frame with mask 0 has no influence on the video logit (its features are replaced by zeros before any
+  mixing across time, attention never looks at it, pooling gives it weight 0);
+- a sample whose mask is all zero gets a video logit of exactly 0 (probability 0.5);
+- frame logits are 0 where the mask is 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from deepfake_core.constants import UNTRAINED_SEED
+
+__all__ = [
+    "DEFAULT_ARCH",
+    "ClassifierOutput",
+    "EfficientNetEncoder",
+    "ExportWrapper",
+    "TemporalClassifier",
+    "build_classifier",
+    "untrained_classifier",
+]
+
+# Architecture config; stored in checkpoints as metadata["arch"]. build_classifier() fills in missing keys.
+DEFAULT_ARCH: dict[str, Any] = {
+    "name": "effnet_b0_temporal",
+    "width_mult": 1.0,  # EfficientNet channel multiplier (1.0 = B0)
+    "depth_mult": 1.0,  # EfficientNet block-repeat multiplier (1.0 = B0)
+    "drop_path": 0.2,  # stochastic depth rate of the last MBConv block (training only)
+    "dropout": 0.2,  # dropout before the heads (training only)
+    "temporal_dim": 256,  # frame features are projected to this size
+    "temporal_layers": 1,  # masked temporal blocks (temporal conv + self-attention + MLP)
+    "temporal_heads": 4,
+    "temporal_kernel": 3,  # temporal convolution kernel (odd)
+    "temporal_mlp_ratio": 2.0,
+}
+
+# EfficientNet-B0 stages: (expand_ratio, kernel, stride, out_channels, repeats).
+_B0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+_B0_STEM = 32
+_B0_HEAD = 1280
+
+# Score given to masked positions before a softmax: exp(-1e4) is exactly 0 in float32 and float16 alike,
+# and -1e4 stays finite in float16 (TensorRT FP16), so an all-masked row gives uniform weights, never NaN.
+_MASKED_SCORE = -1.0e4
+
+
+class ClassifierOutput(NamedTuple):
+    """Raw outputs: ``video_logit [B]`` and ``frame_logits [B, T]``."""
+
+    video_logit: torch.Tensor
+    frame_logits: torch.Tensor
+
+
+def _round_channels(channels: float, divisor: int = 8) -> int:
+    """Channels scaled by the width multiplier, rounded to a multiple of ``divisor`` (EfficientNet rule)."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * channels:
+        rounded += divisor
+    return rounded
+
+
+def _conv_bn_act(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if act:
+        layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel attention: global pool -> reduce -> SiLU -> expand -> sigmoid gate."""
+
+    def __init__(self, channels: int, squeezed: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.act = nn.SiLU()
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(scale))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on the residual branch (identity in eval mode)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        noise = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+        return x * noise.bernoulli_(keep) / keep
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: expand 1x1 -> depthwise kxk -> squeeze-excitation -> project 1x1."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, drop_path: float) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.expand = _conv_bn_act(cin, hidden, 1) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn_act(hidden, hidden, kernel, stride, groups=hidden)
+        self.se = SqueezeExcitation(hidden, max(1, cin // 4))
+        self.project = _conv_bn_act(hidden, cout, 1, act=False)
+        self.use_residual = stride == 1 and cin == cout
+        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + self.drop_path(y) if self.use_residual else y
+
+
+class EfficientNetEncoder(nn.Module):
+    """EfficientNet-B0-class per-frame CNN: ``[N, 3, H, W] -> [N, out_features]`` (1280 at width 1.0)."""
+
+    def __init__(self, width_mult: float = 1.0, depth_mult: float = 1.0, drop_path: float = 0.2) -> None:
+        super().__init__()
+        stem = _round_channels(_B0_STEM * width_mult)
+        self.stem = _conv_bn_act(3, stem, 3, stride=2)
+        total = sum(math.ceil(r * depth_mult) for *_, r in _B0_STAGES)
+        blocks: list[nn.Module] = []
+        cin = stem
+        for expand, kernel, stride, cout, repeats in _B0_STAGES:
+            cout = _round_channels(cout * width_mult)
+            for i in range(math.ceil(repeats * depth_mult)):
+                rate = drop_path * len(blocks) / total
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, rate))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.out_features = _round_channels(_B0_HEAD * width_mult)
+        # Head conv + BN + SiLU: the last conv feature map before pooling (the Grad-CAM target layer).
+        self.features_out = _conv_bn_act(cin, self.out_features, 1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """Last conv feature map ``[N, C, H/32, W/32]``."""
+        return self.features_out(self.blocks(self.stem(frames)))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(frames).mean((2, 3))
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention over time in which masked frames are never attended to."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"temporal_dim {dim} is not divisible by temporal_heads {heads}")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        qkv = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, heads, T, head_dim]
+        scores = torch.matmul(q, k.transpose(-2, -1)) * (self.head_dim**-0.5)
+        scores = scores.masked_fill(~present[:, None, None, :], _MASKED_SCORE)
+        weights = self.dropout(scores.softmax(-1))
+        return self.out(torch.matmul(weights, v).transpose(1, 2).flatten(2))
+
+
+class TemporalBlock(nn.Module):
+    """Pre-norm block: temporal conv (local motion) + masked self-attention (global) + MLP, all residual."""
+
+    def __init__(self, dim: int, heads: int, kernel: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        if kernel % 2 == 0:
+            raise ValueError(f"temporal_kernel must be odd, got {kernel}")
+        self.conv_norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = MaskedSelfAttention(dim, heads, dropout)
+        self.mlp_norm = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        keep = present.unsqueeze(-1)
+        x = x + self.act(self.conv(self.conv_norm(x).transpose(1, 2)).transpose(1, 2))
+        x = torch.where(keep, x, 0.0)  # masked frames stay zero: conv padding semantics
+        x = x + self.attn(self.attn_norm(x), present)
+        x = x + self.mlp(self.mlp_norm(x))
+        return torch.where(keep, x, 0.0)
+
+
+class TemporalClassifier(nn.Module):
+    """Per-frame CNN + masked temporal model.
+
+    ``forward(faces [B, T, 3, H, W], mask [B, T]) -> ClassifierOutput(video_logit [B], frame_logits [B, T])``.
+
+    ``faces`` are normalised crops (see ``deepfake_core.preprocess.normalize_crops``); ``mask`` is float 1/0.
+    """
+
+    def __init__(self, arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.arch = copy.deepcopy(arch)
+        dim = int(arch["temporal_dim"])
+        dropout = float(arch["dropout"])
+        self.frame_encoder = EfficientNetEncoder(
+            float(arch["width_mult"]), float(arch["depth_mult"]), float(arch["drop_path"])
+        )
+        features = self.frame_encoder.out_features
+        self.dropout = nn.Dropout(dropout)
+        self.frame_head = nn.Linear(features, 1)
+        self.project = nn.Sequential(nn.Linear(features, dim), nn.LayerNorm(dim), nn.GELU())
+        self.temporal = nn.ModuleList(
+            TemporalBlock(
+                dim,
+                int(arch["temporal_heads"]),
+                int(arch["temporal_kernel"]),
+                float(arch["temporal_mlp_ratio"]),
+                dropout,
+            )
+            for _ in range(int(arch["temporal_layers"]))
+        )
+        self.pool_norm = nn.LayerNorm(dim)
+        self.pool_score = nn.Linear(dim, 1)
+        self.video_head = nn.Linear(dim, 1)
+
+    def gradcam_target_layer(self) -> nn.Module:
+        """Module for Grad-CAM to hook: the per-frame head conv + BN + SiLU (last map before pooling)."""
+        return self.frame_encoder.features_out
+
+    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``[N]`` for independent frames ``[N, 3, H, W]`` (e.g. for per-frame Grad-CAM)."""
+        return self.frame_head(self.dropout(self.frame_encoder(frames))).squeeze(-1)
+
+    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        batch, frames = faces.shape[0], faces.shape[1]
+        present = mask > 0.5
+        features = self.frame_encoder(faces.flatten(0, 1)).unflatten(0, (batch, frames))  # [B, T, C]
+        features = self.dropout(features)
+
+        frame_logits = self.frame_head(features).squeeze(-1)
+        frame_logits = torch.where(present, frame_logits, 0.0)
+
+        keep = present.unsqueeze(-1)
+        x = self.project(features)
+        x = torch.where(keep, x, 0.0)  # a masked frame's content (even NaN) goes no further
+        for block in self.temporal:
+            x = block(x, present)
+
+        scores = self.pool_score(self.pool_norm(x)).squeeze(-1)  # [B, T]
+        weights = scores.masked_fill(~present, _MASKED_SCORE).softmax(-1) * present.to(x.dtype)
+        pooled = (weights.unsqueeze(-1) * x).sum(1)
+        video_logit = self.video_head(self.dropout(pooled)).squeeze(-1)
+        any_face = present.any(1)
+        video_logit = torch.where(any_face, video_logit, 0.0)
+        return ClassifierOutput(video_logit, frame_logits)
+
+
+class ExportWrapper(nn.Module):
+    """ONNX/Triton signature: ``FACES [B,T,3,H,W], FACE_MASK [B,T] -> PROB_FAKE [B,1], VIDEO_LOGIT [B,1],
+    FRAME_SCORES [B,T]`` (frame probabilities, 0 where the mask is 0)."""
+
+    input_names = ("FACES", "FACE_MASK")
+    output_names = ("PROB_FAKE", "VIDEO_LOGIT", "FRAME_SCORES")
+
+    def __init__(self, model: TemporalClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, faces: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        video_logit, frame_logits = self.model(faces, mask)
+        frame_scores = torch.where(mask > 0.5, torch.sigmoid(frame_logits), 0.0)
+        video_logit = video_logit.unsqueeze(1)
+        return torch.sigmoid(video_logit), video_logit, frame_scores
+
+
+def resolve_arch(arch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``DEFAULT_ARCH`` updated with ``arch``; unknown keys are an error (a typo must not pass silently)."""
+    resolved = copy.deepcopy(DEFAULT_ARCH)
+    if arch:
+        unknown = sorted(set(arch) - set(DEFAULT_ARCH))
+        if unknown:
+            raise ValueError(f"unknown classifier arch keys: {unknown}")
+        resolved.update(arch)
+    if resolved["name"] != DEFAULT_ARCH["name"]:
+        raise ValueError(f"unsupported classifier arch {resolved['name']!r}")
+    return resolved
+
+
+def build_classifier(arch: dict[str, Any] | None = None) -> TemporalClassifier:
+    """A freshly initialised classifier (train mode, as ``nn.Module`` constructors leave it)."""
+    return TemporalClassifier(resolve_arch(arch))
+
+
+def _octave_noise(frames: int, size: int) -> torch.Tensor:
+    """Random frames with a natural-image-like spectrum: equal energy per octave from 7 px up, unit std."""
+    out = torch.zeros(frames, 3, size, size)
+    side = 7
+    while side <= size:
+        octave = torch.randn(frames, 3, side, side)
+        out += nn.functional.interpolate(octave, size=(size, size), mode="bilinear")
+        side *= 2
+    return out / out.std()
+
+
+def _calibrate_batchnorm(model: TemporalClassifier, frames: int = 4, size: int = 224) -> None:
+    """Set BatchNorm running statistics from random natural-like frames (call under a fixed seed).
+
+    Freshly initialised BatchNorm layers have mean 0 / variance 1, so in eval mode an untrained EfficientNet's
+    activations shrink to ~1e-13 after a few stages and every input gives the same output (and a zero
+    Grad-CAM). With statistics measured on such frames the untrained model stays input-sensitive, with logits
+    of a few units.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: one pass gives exactly that pass's statistics
+        bn.train()
+    with torch.no_grad():
+        model.frame_encoder(_octave_noise(frames, size))
+    for bn in norms:
+        bn.momentum = 0.1
+    model.eval()
+
+
+def untrained_classifier(arch: dict[str, Any] | None = None) -> TemporalClassifier:
+    """The deterministic untrained model (seeded with UNTRAINED_SEED, BatchNorm calibrated), in eval mode.
+
+    Same weights on every call and every run; the caller's global RNG state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        model = build_classifier(arch)
+        _calibrate_batchnorm(model)
+    return model

@@ -1,0 +1,36 @@
+"""The constants every part of the product shares: export, Triton models, gateway, training.
+
+Never copy one of these values elsewhere: import it.
+"""
+
+from __future__ import annotations
+
+# Temporal sampling: T frames evenly spaced over the whole video (DFDC winner, DeepfakeBench).
+NUM_FRAMES = 32
+MAX_NUM_FRAMES = 128
+
+# Face crop: box grown by CROP_MARGIN of its size on each side, made square, resized to CROP_SIZE.
+CROP_SIZE = 224
+CROP_MARGIN = 1.0 / 3.0
+
+# Input normalisation of the classifier (ImageNet statistics, RGB order, pixel values scaled to [0, 1]).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+# Verdict: probability of FAKE at or above this threshold means FAKE (overridden by checkpoint metadata).
+DECISION_THRESHOLD = 0.5
+
+# Analysis resolution: decoded frames are downscaled so that their longer side is at most this.
+ANALYSIS_MAX_SIDE = 1280
+
+# MTCNN cascade (facenet-pytorch defaults, with the detection resolution reduced for speed).
+MTCNN_THRESHOLDS = (0.6, 0.7, 0.7)
+MTCNN_SCALE_FACTOR = 0.709
+MTCNN_DETECT_MAX_SIDE = 640  # frames are downscaled to this longer side for detection
+MTCNN_MIN_FACE_FRACTION = 0.06  # smallest face searched, as a fraction of the frame's shorter side
+MTCNN_MIN_FACE_PX = 20  # ... but never below this many pixels at detection resolution
+
+# Model identity reported with every verdict.
+MODEL_NAME = "deepfake_detector"
+UNTRAINED_VERSION = "untrained"
+UNTRAINED_SEED = 20240601

@@ -1,0 +1,131 @@
+"""The deepfake_detector ensemble's inputs and outputs as Python values (shared by clients and the gateway).
+
+Tensor names and meanings are documented in model_repository/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deepfake_core import constants as C
+
+ENSEMBLE = "deepfake_detector"
+VIDEO_INPUT = "VIDEO"
+NUM_FRAMES_INPUT = "NUM_FRAMES"
+# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) only when asked for: it is large.
+VERDICT_OUTPUTS = (
+    "PROB_FAKE",
+    "VIDEO_LOGIT",
+    "FRAME_SCORES",
+    "FACE_FOUND",
+    "HAS_FACE",
+    "FACE_BOXES",
+    "LANDMARKS",
+    "FACE_SCORES",
+    "FRAME_INDICES",
+    "TIMESTAMPS",
+    "FPS",
+    "FRAME_COUNT",
+    "FRAME_SIZE",
+)
+CROPS_OUTPUT = "FACE_CROPS"
+
+
+def video_tensor(data: bytes) -> np.ndarray:
+    """Video bytes as the ensemble's VIDEO input: uint8 [1, num_bytes], no copy."""
+    return np.frombuffer(data, dtype=np.uint8)[None]
+
+
+def num_frames_tensor(num_frames: int) -> np.ndarray:
+    return np.array([[num_frames]], dtype=np.int32)
+
+
+@dataclass
+class DetectorResult:
+    """One video's answer from the ensemble (batch dimension removed)."""
+
+    prob_fake: float
+    video_logit: float
+    frame_scores: np.ndarray  # [T], 0 where no face
+    face_found: bool
+    has_face: np.ndarray  # bool [T]
+    face_boxes: np.ndarray  # [T, 4] x1, y1, x2, y2 in original pixels; zeros where no face
+    landmarks: np.ndarray  # [T, 5, 2]
+    face_scores: np.ndarray  # [T] detector confidence
+    frame_indices: np.ndarray  # [T] index of each analysed frame in the video
+    timestamps: np.ndarray  # [T] seconds
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
+
+    @classmethod
+    def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:
+        """Build from a tritonclient result's `as_numpy` (gRPC or HTTP)."""
+
+        def out(name: str) -> np.ndarray:
+            value = get(name)
+            if value is None:
+                raise KeyError(f"the server's answer lacks {name}")
+            return value[0]
+
+        size = out("FRAME_SIZE")
+        return cls(
+            prob_fake=float(out("PROB_FAKE")[0]),
+            video_logit=float(out("VIDEO_LOGIT")[0]),
+            frame_scores=out("FRAME_SCORES"),
+            face_found=bool(out("FACE_FOUND")[0]),
+            has_face=out("HAS_FACE").astype(bool),
+            face_boxes=out("FACE_BOXES"),
+            landmarks=out("LANDMARKS"),
+            face_scores=out("FACE_SCORES"),
+            frame_indices=out("FRAME_INDICES"),
+            timestamps=out("TIMESTAMPS"),
+            fps=float(out("FPS")[0]),
+            frame_count=int(out("FRAME_COUNT")[0]),
+            width=int(size[0]),
+            height=int(size[1]),
+            face_crops=None if get(CROPS_OUTPUT) is None else out(CROPS_OUTPUT),
+        )
+
+    def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> str:
+        """REAL, FAKE, or NO_FACE when no face was found in any analysed frame."""
+        if not self.face_found:
+            return "NO_FACE"
+        return "FAKE" if self.prob_fake >= threshold else "REAL"
+
+    def frames_json(self) -> list[dict[str, Any]]:
+        """Per analysed frame: index, time, score and face box (None where no face)."""
+        rows = []
+        for i in range(len(self.frame_indices)):
+            face = bool(self.has_face[i])
+            rows.append(
+                {
+                    "frame_index": int(self.frame_indices[i]),
+                    "timestamp": round(float(self.timestamps[i]), 4),
+                    "score": round(float(self.frame_scores[i]), 6) if face else None,
+                    "box": [round(float(v), 1) for v in self.face_boxes[i]] if face else None,
+                }
+            )
+        return rows
+
+    def to_json(self, threshold: float = C.DECISION_THRESHOLD) -> dict[str, Any]:
+        """The verdict as a JSON-ready dict."""
+        label = self.predicted_class(threshold)
+        confidence = self.prob_fake if label == "FAKE" else 1.0 - self.prob_fake
+        return {
+            "predicted_class": label,
+            "confidence": None if label == "NO_FACE" else round(100.0 * confidence, 2),
+            "probability_fake": round(self.prob_fake, 6),
+            "threshold": threshold,
+            "face_found": self.face_found,
+            "frames_analyzed": int(len(self.frame_indices)),
+            "faces_detected": int(self.has_face.sum()),
+            "video": {"width": self.width, "height": self.height, "fps": round(self.fps, 3), "frames": self.frame_count},
+            "frame_scores": self.frames_json(),
+        }

@@ -1,0 +1,135 @@
+"""The main face track across frames, and the face crop fed to the classifier.
+
+Shared by Triton's face_detector/face_crop models, the gateway's Grad-CAM and training, so that the crops the
+classifier sees are made by one piece of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from deepfake_core import constants as C
+from deepfake_core.mtcnn_cascade import FrameFaces
+
+MIN_TRACK_IOU = 0.2  # a detection joins a track when it overlaps the track's last box this much
+MAX_TRACK_GAP = 4  # frames a track may miss before it can no longer be continued
+
+
+@dataclass
+class FaceTrack:
+    """One face followed over the sampled frames: per frame a box or nothing."""
+
+    boxes: np.ndarray  # float32 [T, 4]; rows of frames without the face are zeros
+    scores: np.ndarray  # float32 [T]; 0 where the face is absent
+    landmarks: np.ndarray  # float32 [T, 5, 2]
+    present: np.ndarray  # bool [T]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.present.any())
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box with each of boxes (x1, y1, x2, y2)."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-6)
+
+
+def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
+    """Link detections into tracks by overlap and return the most prominent one.
+
+    Greedy online linking, best detections first; a track's weight is the sum over its frames of score times
+    sqrt(box area), so a face seen large in many frames beats a bigger face seen once. Frames where the chosen
+    person was not detected are marked absent (the classifier masks them) rather than filled with another face.
+    """
+    t = len(frames)
+    tracks: list[dict[int, int]] = []  # frame -> detection index
+    last: list[tuple[int, np.ndarray]] = []  # (frame, box) last seen per track
+    for f, faces in enumerate(frames):
+        taken: set[int] = set()
+        for d in np.argsort(-faces.scores):
+            box = faces.boxes[d]
+            alive = [k for k, (lf, _) in enumerate(last) if f - lf <= MAX_TRACK_GAP and k not in taken]
+            best, best_iou = -1, MIN_TRACK_IOU
+            for k in alive:
+                overlap = float(iou(last[k][1], box[None])[0])
+                if overlap >= best_iou:
+                    best, best_iou = k, overlap
+            if best < 0:
+                tracks.append({})
+                last.append((f, box))
+                best = len(tracks) - 1
+            tracks[best][f] = int(d)
+            last[best] = (f, box)
+            taken.add(best)
+
+    out = FaceTrack(
+        boxes=np.zeros((t, 4), np.float32),
+        scores=np.zeros(t, np.float32),
+        landmarks=np.zeros((t, 5, 2), np.float32),
+        present=np.zeros(t, bool),
+    )
+    if not tracks:
+        return out
+
+    def weight(track: dict[int, int]) -> float:
+        total = 0.0
+        for f, d in track.items():
+            b = frames[f].boxes[d]
+            total += float(frames[f].scores[d]) * float(np.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 0.0)))
+        return total
+
+    best_track = max(tracks, key=weight)
+    for f, d in best_track.items():
+        out.boxes[f] = frames[f].boxes[d]
+        out.scores[f] = frames[f].scores[d]
+        out.landmarks[f] = frames[f].landmarks[d]
+        out.present[f] = True
+    return out
+
+
+def crop_region(box: np.ndarray, margin: float = C.CROP_MARGIN) -> np.ndarray:
+    """Square region around a face box: grown by `margin` of its size on each side, centred on the face."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dtype=np.float32)
+
+
+def crop_face(frame: np.ndarray, box: np.ndarray, size: int = C.CROP_SIZE, margin: float = C.CROP_MARGIN) -> np.ndarray:
+    """Cut the square crop region of `box` from an RGB frame and resize it to size x size (uint8).
+
+    Parts of the region outside the frame are black (zero padding), so the face keeps its aspect and position.
+    """
+    region = np.round(crop_region(box, margin)).astype(np.int64)
+    x1, y1, x2, y2 = region
+    h, w = frame.shape[:2]
+    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if sx2 <= sx1 or sy2 <= sy1:
+        return np.zeros((size, size, 3), np.uint8)
+    patch = frame[sy1:sy2, sx1:sx2]
+    if (sx1, sy1, sx2, sy2) != (x1, y1, x2, y2):
+        canvas = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
+        canvas[sy1 - y1 : sy1 - y1 + patch.shape[0], sx1 - x1 : sx1 - x1 + patch.shape[1]] = patch
+        patch = canvas
+    interp = cv2.INTER_AREA if patch.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+def crop_faces(frames: np.ndarray, track: FaceTrack, size: int = C.CROP_SIZE) -> np.ndarray:
+    """Crops [T,size,size,3] uint8 of the track in each frame; frames without the face give black crops."""
+    crops = np.zeros((len(frames), size, size, 3), np.uint8)
+    for i in np.flatnonzero(track.present):
+        crops[i] = crop_face(frames[i], track.boxes[i], size)
+    return crops

@@ -1,0 +1,235 @@
+"""The MTCNN cascade (P-Net -> R-Net -> O-Net) in NumPy, batched across frames.
+
+A port of facenet-pytorch's `detect_face` with the three networks pluggable: Triton's face_detector calls them
+through BLS, training and tests through ONNX Runtime or torch. P-Net runs once per pyramid scale on all frames of
+that size at once; R-Net and O-Net run once on the candidates of all frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from deepfake_core import constants as C
+
+# (images float32 [N,3,H,W]) -> tuple of float32 arrays, see NETWORK OUTPUTS below.
+NetFn = Callable[[np.ndarray], Sequence[np.ndarray]]
+
+
+@dataclass
+class MtcnnNets:
+    """The three networks as callables.
+
+    pnet(x[N,3,H,W]) -> (prob[N,2,h,w], reg[N,4,h,w]); rnet(x[N,3,24,24]) -> (prob[N,2], reg[N,4]);
+    onet(x[N,3,48,48]) -> (prob[N,2], reg[N,4], landmarks[N,10]). Inputs are normalised by `normalize`.
+    """
+
+    pnet: NetFn
+    rnet: NetFn
+    onet: NetFn
+
+
+@dataclass
+class DetectorParams:
+    """Knobs of the cascade. Defaults come from the shared constants."""
+
+    thresholds: tuple[float, float, float] = C.MTCNN_THRESHOLDS
+    factor: float = C.MTCNN_SCALE_FACTOR
+    detect_max_side: int = C.MTCNN_DETECT_MAX_SIDE
+    min_face_fraction: float = C.MTCNN_MIN_FACE_FRACTION
+    min_face_px: float = C.MTCNN_MIN_FACE_PX
+    max_batch: int = 256  # largest R-Net/O-Net call; bigger candidate sets are split
+    pnet_max_batch: int = 64  # largest P-Net call, in frames
+
+
+@dataclass
+class FrameFaces:
+    """Faces found in one frame, in the input frame's pixel coordinates."""
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # x1, y1, x2, y2
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))  # (x, y) each
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8/float NHWC RGB -> float32 NCHW scaled as MTCNN was trained ((x - 127.5) / 128)."""
+    x = images.astype(np.float32).transpose(0, 3, 1, 2)
+    return (x - 127.5) * 0.0078125
+
+
+def _resize_batch(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.stack([cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best first."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)[::-1]
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denom <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, image_ids: np.ndarray, threshold: float, mode: str = "union"
+) -> np.ndarray:
+    """NMS within each image: boxes of different images are shifted apart so they never overlap."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    offset = image_ids.astype(np.float32)[:, None] * (boxes.max() + 1.0)
+    return nms(boxes + offset, scores, threshold, mode)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow boxes to squares around their centres (facenet's rerec)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply bounding-box regression (facenet's bbreg)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out[:, 0] += reg[:, 0] * w
+    out[:, 1] += reg[:, 1] * h
+    out[:, 2] += reg[:, 2] * w
+    out[:, 3] += reg[:, 3] * h
+    return out
+
+
+def _crop_patches(images: np.ndarray, image_ids: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Cut each box from its image (clipped to the image, as facenet's pad) and resize it to size x size."""
+    n, h, w = images.shape[:3]
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    x1 = np.maximum(b[:, 0], 1)
+    y1 = np.maximum(b[:, 1], 1)
+    x2 = np.minimum(b[:, 2], w)
+    y2 = np.minimum(b[:, 3], h)
+    out = np.zeros((len(boxes), size, size, 3), dtype=np.uint8)
+    for k in range(len(boxes)):
+        if y2[k] > y1[k] - 1 and x2[k] > x1[k] - 1:
+            patch = images[image_ids[k], y1[k] - 1 : y2[k], x1[k] - 1 : x2[k]]
+            if patch.size:
+                out[k] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _run_chunked(fn: NetFn, x: np.ndarray, chunk: int) -> list[np.ndarray]:
+    parts = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+
+def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
+    """P-Net image scales: the smallest searched face maps to P-Net's 12 px window, down to a 12 px image."""
+    scale = 12.0 / min_face
+    side = min(height, width) * scale
+    scales = []
+    while side >= 12:
+        scales.append(scale)
+        scale *= factor
+        side *= factor
+    return scales
+
+
+def detection_scale(height: int, width: int, max_side: int) -> float:
+    """Factor that brings a frame down to the detection resolution (never up)."""
+    return min(1.0, max_side / max(height, width))
+
+
+def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | None = None) -> list[FrameFaces]:
+    """Run the cascade on frames [N,H,W,3] uint8 RGB (same size). Returns one FrameFaces per frame."""
+    params = params or DetectorParams()
+    n, height, width = frames.shape[:3]
+    ds = detection_scale(height, width, params.detect_max_side)
+    if ds < 1.0:
+        dh, dw = max(1, round(height * ds)), max(1, round(width * ds))
+        images = _resize_batch(frames, dh, dw)
+    else:
+        dh, dw, images = height, width, frames
+    min_face = max(params.min_face_px, params.min_face_fraction * min(dh, dw))
+    th = params.thresholds
+
+    # Stage 1: P-Net on every pyramid scale, all frames at once.
+    found: list[np.ndarray] = []
+    for scale in pyramid_scales(dh, dw, min_face, params.factor):
+        sh, sw = int(dh * scale + 1), int(dw * scale + 1)
+        prob, reg = _run_chunked(nets.pnet, normalize(_resize_batch(images, sh, sw)), params.pnet_max_batch)[:2]
+        ids, ys, xs = np.nonzero(prob[:, 1] >= th[0])
+        if len(ids) == 0:
+            continue
+        score = prob[ids, 1, ys, xs]
+        r = reg[ids, :, ys, xs]
+        q1x, q1y = np.floor((2 * xs + 1) / scale), np.floor((2 * ys + 1) / scale)
+        q2x, q2y = np.floor((2 * xs + 12) / scale), np.floor((2 * ys + 12) / scale)
+        cand = np.column_stack([q1x, q1y, q2x, q2y, score, r, ids]).astype(np.float32)
+        cand = cand[batched_nms(cand[:, :4], cand[:, 4], ids, 0.5)]
+        found.append(cand)
+    if not found:
+        return [FrameFaces() for _ in range(n)]
+    cand = np.concatenate(found)
+    ids = cand[:, 9].astype(np.int64)
+    keep = batched_nms(cand[:, :4], cand[:, 4], ids, 0.7)
+    cand, ids = cand[keep], ids[keep]
+    w = cand[:, 2] - cand[:, 0]
+    h = cand[:, 3] - cand[:, 1]
+    boxes = np.column_stack(
+        [cand[:, 0] + cand[:, 5] * w, cand[:, 1] + cand[:, 6] * h, cand[:, 2] + cand[:, 7] * w, cand[:, 3] + cand[:, 8] * h]
+    )
+    boxes = _square(boxes)
+
+    # Stage 2: R-Net refines and rejects.
+    prob, reg = _run_chunked(nets.rnet, normalize(_crop_patches(images, ids, boxes, 24)), params.max_batch)
+    ok = prob[:, 1] > th[1]
+    boxes, ids, reg, score = boxes[ok], ids[ok], reg[ok], prob[ok, 1]
+    keep = batched_nms(boxes, score, ids, 0.7)
+    boxes = _square(_regress(boxes[keep], reg[keep]))
+    ids = ids[keep]
+    if len(boxes) == 0:
+        return [FrameFaces() for _ in range(n)]
+
+    # Stage 3: O-Net gives the final boxes, scores and five landmarks.
+    prob, reg, marks = _run_chunked(nets.onet, normalize(_crop_patches(images, ids, boxes, 48)), params.max_batch)
+    ok = prob[:, 1] > th[2]
+    boxes, ids, reg, score, marks = boxes[ok], ids[ok], reg[ok], prob[ok, 1], marks[ok]
+    bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    points = np.stack([bw * marks[:, :5] + boxes[:, :1] - 1, bh * marks[:, 5:] + boxes[:, 1:2] - 1], axis=-1)
+    boxes = _regress(boxes, reg)
+    keep = batched_nms(boxes, score, ids, 0.7, mode="min")
+    boxes, ids, score, points = boxes[keep], ids[keep], score[keep], points[keep]
+
+    inv = 1.0 / ds
+    result = []
+    for i in range(n):
+        sel = ids == i
+        result.append(
+            FrameFaces(
+                boxes=(boxes[sel] * inv).astype(np.float32),
+                scores=score[sel].astype(np.float32),
+                landmarks=(points[sel] * inv).astype(np.float32),
+            )
+        )
+    return result
+

@@ -1,0 +1,1 @@
+"""Training side of the product: ONNX export of the Triton models (``python -m export``)."""

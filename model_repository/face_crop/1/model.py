@@ -1,0 +1,48 @@
+"""face_crop: square crops with margin around the tracked face, resized to 224 and normalised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deepfake_core.faces import FaceTrack, crop_faces
+from deepfake_core.preprocess import normalize_crops
+from deepfake_core.triton_glue import input_array, invalid_argument, response
+
+
+class TritonPythonModel:
+    """Crop the same boxes the detector reported; frames without the face are masked, not faked."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        pass
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return [self._crop(request) for request in requests]
+
+    @staticmethod
+    def _crop(request: Any) -> Any:
+        frames = input_array(request, "FRAMES")
+        boxes = input_array(request, "FACE_BOXES")
+        present = input_array(request, "HAS_FACE")
+        scale = input_array(request, "SCALE")
+        if frames is None or boxes is None or present is None or scale is None or frames.ndim != 5:
+            return invalid_argument("face_crop needs FRAMES [1,T,H,W,3], FACE_BOXES [1,T,4], HAS_FACE [1,T], SCALE")
+        if not frames.shape[1] == boxes.shape[1] == present.shape[1]:
+            return invalid_argument("FRAMES, FACE_BOXES and HAS_FACE must cover the same frames")
+        t = frames.shape[1]
+        track = FaceTrack(
+            boxes=boxes[0] * float(scale.reshape(-1)[0]),
+            scores=np.zeros(t, np.float32),
+            landmarks=np.zeros((t, 5, 2), np.float32),
+            present=present[0].astype(bool),
+        )
+        crops = crop_faces(frames[0], track)
+        return response(
+            {
+                "FACES": normalize_crops(crops)[None],
+                "FACE_MASK": track.present.astype(np.float32)[None],
+                "FACE_CROPS": crops[None],
+                "FACE_FOUND": np.array([[track.found]], bool),
+            }
+        )

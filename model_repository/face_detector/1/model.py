@@ -1,0 +1,79 @@
+"""face_detector: the MTCNN cascade over every frame of every batched request, then the main face track.
+
+P-Net, R-Net and O-Net are the ONNX models mtcnn_pnet/rnet/onet, called through BLS; frames of the same size from
+all requests in the batch go through each network together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from deepfake_core import constants as C
+from deepfake_core.faces import main_face_track
+from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets, detect_faces
+from deepfake_core.triton_glue import bls_call, input_array, internal_error, invalid_argument, model_parameters, response
+
+
+def _net(model: str, outputs: list[str]) -> Any:
+    return lambda x: bls_call(model, {"image": x}, outputs)
+
+
+class TritonPythonModel:
+    """Detect faces and pick the main track per video."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        p = model_parameters(json.loads(args["model_config"]))
+        self.params = DetectorParams(
+            detect_max_side=int(p.get("detect_max_side", C.MTCNN_DETECT_MAX_SIDE)),
+            min_face_fraction=float(p.get("min_face_fraction", C.MTCNN_MIN_FACE_FRACTION)),
+            min_face_px=float(p.get("min_face_px", C.MTCNN_MIN_FACE_PX)),
+        )
+        self.nets = MtcnnNets(
+            pnet=_net("mtcnn_pnet", ["prob", "reg"]),
+            rnet=_net("mtcnn_rnet", ["prob", "reg"]),
+            onet=_net("mtcnn_onet", ["prob", "reg", "landmarks"]),
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        videos: dict[int, tuple[np.ndarray, float]] = {}
+        for i, request in enumerate(requests):
+            frames, scale = input_array(request, "FRAMES"), input_array(request, "SCALE")
+            if frames is None or scale is None or frames.ndim != 5 or frames.shape[0] != 1 or frames.shape[-1] != 3:
+                responses[i] = invalid_argument("FRAMES must have shape [1, T, H, W, 3] (RGB)")
+                continue
+            videos[i] = (frames[0], float(scale.reshape(-1)[0]))
+
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, (frames, _) in videos.items():
+            by_size[frames.shape[1:3]].append(i)
+        for members in by_size.values():
+            try:
+                found = detect_faces(np.concatenate([videos[i][0] for i in members]), self.nets, self.params)
+            except Exception as exc:  # noqa: BLE001 - a failing BLS call fails these requests, not the server
+                for i in members:
+                    responses[i] = internal_error(f"face detection failed: {exc}")
+                continue
+            start = 0
+            for i in members:
+                frames, scale = videos[i]
+                responses[i] = self._track(found[start : start + len(frames)], scale)
+                start += len(frames)
+        return responses
+
+    @staticmethod
+    def _track(faces: list[FrameFaces], scale: float) -> Any:
+        track = main_face_track(faces)
+        to_original = 1.0 / scale if scale > 0 else 1.0
+        return response(
+            {
+                "FACE_BOXES": (track.boxes * to_original)[None],
+                "LANDMARKS": (track.landmarks * to_original)[None],
+                "FACE_SCORES": track.scores[None],
+                "HAS_FACE": track.present[None],
+            }
+        )

@@ -1,0 +1,43 @@
+"""`python -m clients`: the command-line client against the real local Triton."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.media import face_video
+from triton_runtime.process import TritonProcess, free_port
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clients", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_prints_the_verdict_over_grpc_and_http(triton: TritonProcess, tmp_path: Path) -> None:
+    video = tmp_path / "face.mp4"
+    face_video(video, width=480, height=270, fps=25, seconds=1.0)
+    for protocol, url in (("grpc", triton.grpc_url), ("http", triton.http_url)):
+        done = run_cli(str(video), "--protocol", protocol, "--url", url, "--num-frames", "8")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["predicted_class"] in ("REAL", "FAKE")
+        assert answer["frames_analyzed"] == 8 and answer["faces_detected"] >= 7
+
+
+def test_cli_reports_a_rejected_video(triton: TritonProcess, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    done = run_cli(str(junk), "--url", triton.grpc_url)
+    assert done.returncode == 2
+    assert "video rejected" in done.stderr
+
+
+def test_cli_reports_a_server_that_is_down(tmp_path: Path) -> None:
+    video = tmp_path / "face.mp4"
+    face_video(video, width=320, height=180, fps=25, seconds=0.4)
+    for protocol in ("grpc", "http"):
+        done = run_cli(str(video), "--protocol", protocol, "--url", f"127.0.0.1:{free_port()}", "--timeout", "5")
+        assert done.returncode == 3, (protocol, done.stdout, done.stderr)
+        assert "unavailable" in done.stderr

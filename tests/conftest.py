@@ -1,0 +1,47 @@
+"""Session fixtures: the real local Triton server on free loopback ports, and generated media."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from triton_runtime.process import TritonProcess, TritonStartError
+from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+ONNX_MODELS = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "temporal_classifier")
+
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    """The project's model repository, with its ONNX files exported (`make test` runs `make export` first)."""
+    missing = [m for m in ONNX_MODELS if not (DEFAULT_MODEL_REPOSITORY / m / "1" / "model.onnx").exists()]
+    if missing:
+        pytest.fail(f"ONNX models missing ({', '.join(missing)}): run `make export` (make test does)")
+    return DEFAULT_MODEL_REPOSITORY
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository: Path) -> Iterator[TritonProcess]:
+    """A real tritonserver serving the project's model repository; its log goes to test-artifacts/."""
+    server = TritonProcess.on_free_ports(ARTIFACTS / "triton.log", model_repository=model_repository)
+    try:
+        server.start()
+    except TritonStartError as exc:
+        pytest.fail(f"local Triton did not start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure in a test that used a server, print the end of that server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, TritonProcess):
+                report.sections.append(("tritonserver log (tail)", value.log_tail()))

@@ -1,0 +1,201 @@
+"""ONNX export: files, ORT == torch, incremental skips, --force, the all-or-nothing guard, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from deepfake_core.checkpoint import checkpoint_digest, save_checkpoint
+from deepfake_core.classifier import ExportWrapper, untrained_classifier
+from deepfake_core.constants import CROP_SIZE, DECISION_THRESHOLD, NUM_FRAMES, UNTRAINED_VERSION
+from deepfake_core.mtcnn import load_mtcnn
+from export import onnx_export
+from export.__main__ import main
+from export.onnx_export import MODEL_NAMES, ExportCheckError, export_models
+
+SMALL = {"width_mult": 0.25, "depth_mult": 0.34}
+
+
+def _files(repo: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()}
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with everything exported once (untrained classifier)."""
+    path = tmp_path_factory.mktemp("model_repository")
+    assert export_models(path, checkpoint=None, log=lambda _: None) == dict.fromkeys(MODEL_NAMES, "exported")
+    return path
+
+
+def test_writes_exactly_the_expected_files(repo: Path) -> None:
+    expected = {f"{m}/1/{f}" for m in MODEL_NAMES for f in ("model.onnx", ".export-stamp.json")}
+    expected.add("temporal_classifier/1/metadata.json")
+    assert set(_files(repo)) == expected
+    for name in MODEL_NAMES:
+        stamp = json.loads((repo / name / "1" / ".export-stamp.json").read_text())
+        assert stamp["model"] == name and stamp["inputs"]["torch"] == torch.__version__
+        assert stamp["max_abs_diff"] <= 1e-4
+
+
+def test_tensor_names_and_dynamic_axes(repo: Path) -> None:
+    def signature(name: str) -> tuple[dict[str, list[object]], dict[str, list[object]]]:
+        graph = onnx.load(str(repo / name / "1" / "model.onnx")).graph
+        dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+        return {v.name: dims(v) for v in graph.input}, {v.name: dims(v) for v in graph.output}
+
+    inputs, outputs = signature("mtcnn_pnet")
+    assert inputs == {"image": ["batch", 3, "height", "width"]} and list(outputs) == ["prob", "reg"]
+    inputs, outputs = signature("mtcnn_rnet")
+    assert inputs == {"image": ["batch", 3, 24, 24]} and list(outputs) == ["prob", "reg"]
+    inputs, outputs = signature("mtcnn_onet")
+    assert inputs == {"image": ["batch", 3, 48, 48]} and list(outputs) == ["prob", "reg", "landmarks"]
+    inputs, outputs = signature("temporal_classifier")
+    assert inputs == {
+        "FACES": ["batch", "frames", 3, CROP_SIZE, CROP_SIZE],
+        "FACE_MASK": ["batch", "frames"],
+    }
+    assert outputs == {
+        "PROB_FAKE": ["batch", 1],
+        "VIDEO_LOGIT": ["batch", 1],
+        "FRAME_SCORES": ["batch", "frames"],
+    }
+
+
+def test_mtcnn_onnx_equals_torch(repo: Path) -> None:
+    pnet, rnet, onet = load_mtcnn()
+    rng = np.random.default_rng(5)
+    cases = [
+        ("mtcnn_pnet", pnet, (2, 3, 123, 77)),
+        ("mtcnn_rnet", rnet, (7, 3, 24, 24)),
+        ("mtcnn_onet", onet, (3, 3, 48, 48)),
+    ]
+    for name, net, shape in cases:
+        x = rng.uniform(-1, 1, size=shape).astype(np.float32)
+        got = _session(repo / name / "1" / "model.onnx").run(None, {"image": x})
+        with torch.no_grad():
+            want = net(torch.from_numpy(x))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+
+
+def test_classifier_onnx_equals_torch(repo: Path) -> None:
+    rng = np.random.default_rng(11)
+    faces = rng.normal(0.0, 1.0, size=(2, 4, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    mask = np.array([[1, 0, 1, 1], [0, 0, 0, 0]], dtype=np.float32)
+    prob, logit, scores = _session(repo / "temporal_classifier" / "1" / "model.onnx").run(
+        None, {"FACES": faces, "FACE_MASK": mask}
+    )
+    with torch.no_grad():
+        want = ExportWrapper(untrained_classifier()).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
+    for g, w in zip((prob, logit, scores), want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+    assert prob[1, 0] == 0.5 and logit[1, 0] == 0.0 and np.all(scores[1] == 0) and scores[0, 1] == 0
+
+
+def test_metadata_json(repo: Path) -> None:
+    meta = json.loads((repo / "temporal_classifier" / "1" / "metadata.json").read_text())
+    assert meta["version"] == UNTRAINED_VERSION and meta["threshold"] == DECISION_THRESHOLD
+    assert meta["num_frames"] == NUM_FRAMES and meta["arch"]["width_mult"] == 1.0
+    assert meta["checkpoint_sha256"] is None
+
+
+def test_second_run_skips_and_force_reexports(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _files(repo)
+    assert main(["--model-repository", str(repo)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == len(MODEL_NAMES) and "exported" not in out
+    assert _files(repo) == before
+
+    stamp_path = repo / "mtcnn_pnet" / "1" / ".export-stamp.json"
+    assert main(["--model-repository", str(repo), "--force", "--only", "mtcnn_pnet"]) == 0
+    assert "exported mtcnn_pnet" in capsys.readouterr().out
+    after = _files(repo)
+    assert after[str(stamp_path.relative_to(repo))] != before[str(stamp_path.relative_to(repo))]
+    assert {k: v for k, v in after.items() if "mtcnn_pnet" not in k} == {
+        k: v for k, v in before.items() if "mtcnn_pnet" not in k
+    }
+
+
+def test_changed_inputs_trigger_reexport(repo: Path) -> None:
+    stamp_path = repo / "mtcnn_rnet" / "1" / ".export-stamp.json"
+    stamp = json.loads(stamp_path.read_text())
+    stamp["digest"] = "0" * 64  # as if a source file, the weights or torch had changed
+    stamp_path.write_text(json.dumps(stamp))
+    assert export_models(repo, None, only=["mtcnn_rnet"], log=lambda _: None) == {"mtcnn_rnet": "exported"}
+    (repo / "mtcnn_onet" / "1" / "model.onnx").unlink()  # a missing output is re-created
+    assert export_models(repo, None, only=["mtcnn_onet"], log=lambda _: None) == {"mtcnn_onet": "exported"}
+
+
+def test_failed_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_export, "ATOL", -1.0)
+    repo = tmp_path / "repo"
+    with pytest.raises(ExportCheckError, match="ONNX Runtime differs from torch"):
+        export_models(repo, None, only=["mtcnn_pnet"], log=lambda _: None)
+    assert not repo.exists()
+    assert main(["--model-repository", str(repo), "--only", "mtcnn_onet"]) == 1
+    assert not repo.exists()
+
+
+def test_failed_check_keeps_the_previous_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    export_models(repo, None, only=["mtcnn_rnet"], log=lambda _: None)
+    before = _files(repo)
+    monkeypatch.setattr(onnx_export, "ATOL", -1.0)
+    with pytest.raises(ExportCheckError):
+        export_models(repo, None, force=True, only=["mtcnn_rnet"], log=lambda _: None)
+    assert _files(repo) == before  # same files, same bytes, no temp file left
+
+
+def test_checkpoint_export(tmp_path: Path) -> None:
+    model = untrained_classifier(SMALL)
+    ckpt = save_checkpoint(tmp_path / "small.pt", model, {"version": "small-1", "threshold": 0.37})
+    repo = tmp_path / "repo"
+
+    def export() -> dict[str, str]:
+        return export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None)
+
+    assert export() == {"temporal_classifier": "exported"}
+    folder = repo / "temporal_classifier" / "1"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["version"] == "small-1" and meta["threshold"] == 0.37 and meta["arch"]["width_mult"] == 0.25
+    assert meta["checkpoint_sha256"] == checkpoint_digest(ckpt)
+
+    rng = np.random.default_rng(2)
+    faces = rng.normal(size=(1, 7, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    mask = np.ones((1, 7), dtype=np.float32)
+    got = _session(folder / "model.onnx").run(None, {"FACES": faces, "FACE_MASK": mask})
+    with torch.no_grad():
+        want = ExportWrapper(model).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+
+    assert export() == {"temporal_classifier": "skipped"}
+    save_checkpoint(ckpt, model, {"version": "small-2", "threshold": 0.37})  # new content: new digest
+    assert export() == {"temporal_classifier": "exported"}
+    assert json.loads((folder / "metadata.json").read_text())["version"] == "small-2"
+
+
+def test_checkpoint_with_other_preprocessing_is_refused(tmp_path: Path) -> None:
+    ckpt = save_checkpoint(tmp_path / "m.pt", untrained_classifier(SMALL), {"crop_size": 256})
+    repo = tmp_path / "repo"
+    with pytest.raises(ValueError, match="crop_size"):
+        export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None)
+    assert not repo.exists()
+
+
+def test_unknown_model_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        export_models(tmp_path, None, only=["mtcnn_xnet"])
+    with pytest.raises(SystemExit):
+        main(["--only", "mtcnn_xnet"])
