@@ -12,7 +12,9 @@ TRITON_ARGS ?=
 help:
 	@echo "make export        export MTCNN + classifier to ONNX into model_repository/ (only what changed)"
 	@echo "make triton        start the local Triton server in the foreground (ports 8000/8001/8002)"
-	@echo "make demo          analyse a generated sample video through the local Triton"
+	@echo "make serve         local Triton + the gateway on 127.0.0.1:5050 in the foreground (Ctrl-C stops both)"
+	@echo "make demo          send a generated sample video through the gateway's /api/v1/predict (starts what is needed)"
+	@echo "make bench-gateway p50/p95 of a full gateway predict vs the decode+encode floor"
 	@echo "make test          run the test suite (starts its own Triton on free ports)"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
@@ -20,7 +22,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[export,local,clients,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[export,local,clients,gateway,dev]'
 	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
@@ -32,8 +34,15 @@ export: install
 triton: export
 	$(PY) -m triton_runtime $(TRITON_ARGS)
 
+.PHONY: serve bench-gateway
+serve: export
+	$(PY) -m gateway --with-triton
+
 demo: export
-	$(PY) -m clients.demo
+	$(PY) -m gateway.demo
+
+bench-gateway: export
+	$(PY) -m benchmarks.gateway_bench
 
 test: export
 	$(PY) -m pytest

@@ -94,4 +94,3 @@ def _clean(message: str | None) -> str:
     for marker in ("in ensemble 'deepfake_detector', ",):
         text = text.replace(marker, "")
     return text
-

@@ -98,9 +98,7 @@ def default_metadata(**overrides: Any) -> dict[str, Any]:
     return metadata
 
 
-def save_checkpoint(
-    path: str | Path, model: TemporalClassifier, metadata: dict[str, Any], half: bool = False
-) -> Path:
+def save_checkpoint(path: str | Path, model: TemporalClassifier, metadata: dict[str, Any], half: bool = False) -> Path:
     """Write ``model`` atomically (temp file + os.replace); returns the path.
 
     Missing metadata keys come from the shared constants; ``arch`` is always the model's own; ``version``

@@ -79,9 +79,7 @@ def _round_channels(channels: float, divisor: int = 8) -> int:
     return rounded
 
 
-def _conv_bn_act(
-    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
+def _conv_bn_act(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -213,9 +211,7 @@ class TemporalBlock(nn.Module):
         self.attn = MaskedSelfAttention(dim, heads, dropout)
         self.mlp_norm = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -304,9 +300,7 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(
-        self, faces: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         video_logit, frame_logits = self.model(faces, mask)
         frame_scores = torch.where(mask > 0.5, torch.sigmoid(frame_logits), 0.0)
         video_logit = video_logit.unsqueeze(1)

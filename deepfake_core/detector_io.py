@@ -126,6 +126,11 @@ class DetectorResult:
             "face_found": self.face_found,
             "frames_analyzed": int(len(self.frame_indices)),
             "faces_detected": int(self.has_face.sum()),
-            "video": {"width": self.width, "height": self.height, "fps": round(self.fps, 3), "frames": self.frame_count},
+            "video": {
+                "width": self.width,
+                "height": self.height,
+                "fps": round(self.fps, 3),
+                "frames": self.frame_count,
+            },
             "frame_scores": self.frames_json(),
         }

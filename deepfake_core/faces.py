@@ -15,8 +15,13 @@ import numpy as np
 from deepfake_core import constants as C
 from deepfake_core.mtcnn_cascade import FrameFaces
 
-MIN_TRACK_IOU = 0.2  # a detection joins a track when it overlaps the track's last box this much
-MAX_TRACK_GAP = 4  # frames a track may miss before it can no longer be continued
+MAX_TRACK_GAP = 4  # sampled frames a track may miss before it can no longer be continued
+# Sampled frames can be seconds apart, so a face may move a lot between them: a detection continues a track when it
+# overlaps the track's last box, or its centre is within MAX_CENTRE_SHIFT face sizes of it, and the face size
+# changed less than MAX_SIZE_RATIO times.
+MIN_TRACK_IOU = 0.2
+MAX_CENTRE_SHIFT = 2.0
+MAX_SIZE_RATIO = 2.0
 
 
 @dataclass
@@ -45,33 +50,54 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-6)
 
 
-def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
-    """Link detections into tracks by overlap and return the most prominent one.
+def link_cost(previous: np.ndarray, box: np.ndarray) -> float | None:
+    """How far `box` is from a track's last box (lower is closer), or None when it cannot be the same face."""
+    size_a = np.sqrt(max((previous[2] - previous[0]) * (previous[3] - previous[1]), 1e-6))
+    size_b = np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1e-6))
+    if max(size_a, size_b) / min(size_a, size_b) > MAX_SIZE_RATIO:
+        return None
+    shift = float(
+        np.hypot((box[0] + box[2] - previous[0] - previous[2]) / 2, (box[1] + box[3] - previous[1] - previous[3]) / 2)
+    )
+    shift /= (size_a + size_b) / 2
+    if shift > MAX_CENTRE_SHIFT and float(iou(previous, box[None])[0]) < MIN_TRACK_IOU:
+        return None
+    return shift
 
-    Greedy online linking, best detections first; a track's weight is the sum over its frames of score times
-    sqrt(box area), so a face seen large in many frames beats a bigger face seen once. Frames where the chosen
-    person was not detected are marked absent (the classifier masks them) rather than filled with another face.
+
+def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
+    """Link detections into tracks and return the most prominent one.
+
+    Per frame, (track, detection) pairs are assigned greedily, closest first, each track and detection once. A
+    track's weight is the sum over its frames of score times sqrt(box area), so a face seen large in many frames
+    beats a bigger face seen once. Frames where the chosen person was not detected are marked absent (the
+    classifier masks them) rather than filled with another face.
     """
     t = len(frames)
     tracks: list[dict[int, int]] = []  # frame -> detection index
     last: list[tuple[int, np.ndarray]] = []  # (frame, box) last seen per track
     for f, faces in enumerate(frames):
-        taken: set[int] = set()
-        for d in np.argsort(-faces.scores):
-            box = faces.boxes[d]
-            alive = [k for k, (lf, _) in enumerate(last) if f - lf <= MAX_TRACK_GAP and k not in taken]
-            best, best_iou = -1, MIN_TRACK_IOU
-            for k in alive:
-                overlap = float(iou(last[k][1], box[None])[0])
-                if overlap >= best_iou:
-                    best, best_iou = k, overlap
-            if best < 0:
-                tracks.append({})
-                last.append((f, box))
-                best = len(tracks) - 1
-            tracks[best][f] = int(d)
-            last[best] = (f, box)
-            taken.add(best)
+        pairs = []
+        for k, (seen, previous) in enumerate(last):
+            if f - seen > MAX_TRACK_GAP:
+                continue
+            for d in range(len(faces.boxes)):
+                cost = link_cost(previous, faces.boxes[d])
+                if cost is not None:
+                    pairs.append((cost, k, d))
+        used_tracks: set[int] = set()
+        used_dets: set[int] = set()
+        for _, k, d in sorted(pairs):
+            if k in used_tracks or d in used_dets:
+                continue
+            used_tracks.add(k)
+            used_dets.add(d)
+            tracks[k][f] = d
+            last[k] = (f, faces.boxes[d])
+        for d in range(len(faces.boxes)):
+            if d not in used_dets:
+                tracks.append({f: d})
+                last.append((f, faces.boxes[d]))
 
     out = FaceTrack(
         boxes=np.zeros((t, 4), np.float32),

@@ -195,7 +195,12 @@ def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | N
     w = cand[:, 2] - cand[:, 0]
     h = cand[:, 3] - cand[:, 1]
     boxes = np.column_stack(
-        [cand[:, 0] + cand[:, 5] * w, cand[:, 1] + cand[:, 6] * h, cand[:, 2] + cand[:, 7] * w, cand[:, 3] + cand[:, 8] * h]
+        [
+            cand[:, 0] + cand[:, 5] * w,
+            cand[:, 1] + cand[:, 6] * h,
+            cand[:, 2] + cand[:, 7] * w,
+            cand[:, 3] + cand[:, 8] * h,
+        ]
     )
     boxes = _square(boxes)
 
@@ -232,4 +237,3 @@ def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | N
             )
         )
     return result
-

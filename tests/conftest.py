@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from triton_runtime.process import TritonProcess, TritonStartError
-from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
+from triton_runtime.server import DEFAULT_MODEL_REPOSITORY, ServerOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -27,7 +27,8 @@ def model_repository() -> Path:
 @pytest.fixture(scope="session")
 def triton(model_repository: Path) -> Iterator[TritonProcess]:
     """A real tritonserver serving the project's model repository; its log goes to test-artifacts/."""
-    server = TritonProcess.on_free_ports(ARTIFACTS / "triton.log", model_repository=model_repository)
+    options = ServerOptions(model_repository=model_repository)
+    server = TritonProcess.on_free_ports(ARTIFACTS / "triton.log", options)
     try:
         server.start()
     except TritonStartError as exc:

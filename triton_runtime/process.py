@@ -35,11 +35,11 @@ class TritonProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def on_free_ports(cls, log_path: Path, **kwargs: object) -> TritonProcess:
-        """Options with three free loopback ports; kwargs override other ServerOptions fields."""
+    def on_free_ports(cls, log_path: Path, options: ServerOptions | None = None) -> TritonProcess:
+        """These options (default: the project's repository) with three free loopback ports."""
         opts = replace(
-            ServerOptions(), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **kwargs
-        )  # type: ignore[arg-type]
+            options or ServerOptions(), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
+        )
         return cls(options=opts, log_path=log_path)
 
     @property
@@ -59,7 +59,9 @@ class TritonProcess:
         prepare_backend_dir(self.options.backend_dir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(server_command(self.options), stdout=log, stderr=subprocess.STDOUT, env=server_env())
+        self.proc = subprocess.Popen(
+            server_command(self.options), stdout=log, stderr=subprocess.STDOUT, env=server_env()
+        )
         log.close()
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
@@ -100,5 +102,7 @@ class TritonProcess:
     def __enter__(self) -> TritonProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -70,7 +70,9 @@ def test_http_gives_the_same_verdict(http_client: DetectorClient, media: dict, f
 def test_face_box_matches_known_position_in_every_frame(face_result: DetectorResult, media: dict) -> None:
     truth = np.asarray(media["boxes"], dtype=np.float32)
     assert face_result.has_face.all(), f"face missed in frames {np.flatnonzero(~face_result.has_face)}"
-    overlaps = [float(iou(truth[f], face_result.face_boxes[i][None])[0]) for i, f in enumerate(face_result.frame_indices)]
+    overlaps = [
+        float(iou(truth[f], face_result.face_boxes[i][None])[0]) for i, f in enumerate(face_result.frame_indices)
+    ]
     assert min(overlaps) >= 0.5, f"IoU per frame: {np.round(overlaps, 2)}"
 
 

@@ -15,7 +15,14 @@ import numpy as np
 from deepfake_core import constants as C
 from deepfake_core.faces import main_face_track
 from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets, detect_faces
-from deepfake_core.triton_glue import bls_call, input_array, internal_error, invalid_argument, model_parameters, response
+from deepfake_core.triton_glue import (
+    bls_call,
+    input_array,
+    internal_error,
+    invalid_argument,
+    model_parameters,
+    response,
+)
 
 
 def _net(model: str, outputs: list[str]) -> Any:

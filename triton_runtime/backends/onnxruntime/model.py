@@ -83,10 +83,7 @@ class TritonPythonModel:
 
     def _run_group(self, members: list[tuple[int, dict[str, np.ndarray]]], responses: list[Any]) -> None:
         names = list(members[0][1])
-        if len(members) == 1:
-            feeds = members[0][1]
-        else:
-            feeds = {n: np.concatenate([f[n] for _, f in members]) for n in names}
+        feeds = members[0][1] if len(members) == 1 else {n: np.concatenate([f[n] for _, f in members]) for n in names}
         try:
             results = self.session.run(self.outputs, feeds)
         except Exception as exc:  # noqa: BLE001 - ORT raises several types; all are the request's fault here
@@ -105,7 +102,10 @@ class TritonPythonModel:
 
     def _response(self, results: list[np.ndarray]) -> Any:
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(r)) for n, r in zip(self.outputs, results)]
+            output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(value))
+                for name, value in zip(self.outputs, results, strict=True)
+            ]
         )
 
     def finalize(self) -> None:

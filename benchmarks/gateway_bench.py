@@ -1,0 +1,138 @@
+"""`make bench-gateway`: p50/p95 of a full POST /api/v1/predict (Grad-CAM on, local storage) on a generated 10 s
+1280x720 30 fps clip, the time per stage, and the "floor" (decoding the clip and encoding it again with the same
+encoder settings) measured in the same run; prints the ratio (target: full predict <= 1.5x the floor).
+
+Starts its own Triton and gateway (``python -m gateway``, as in production) on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.triton_bench import bench_clip
+from gateway.core.settings import Settings
+from gateway.demo import gateway_process, serve_directory
+from triton_runtime.process import TritonProcess, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPO_ROOT / "results"
+STAGES = ("download", "inference", "gradcam", "render", "upload")
+TARGET_RATIO = 1.5
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def measure_floor_s(clip: Path, settings: Settings, runs: int) -> list[float]:
+    """Decode + re-encode the clip with the overlay's encoder settings (render.measure_floor), ``runs`` times."""
+    from gateway.services.render import measure_floor
+
+    times = []
+    with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS) as tmp:
+        for i in range(runs):
+            out = Path(tmp) / f"floor-{i}.mp4"
+            times.append(
+                measure_floor(
+                    clip,
+                    out,
+                    max_side=settings.output_max_side,
+                    preset=settings.encoder_preset,
+                    crf=settings.crf,
+                )
+            )
+            out.unlink(missing_ok=True)
+    return times
+
+
+def run_predicts(base_url: str, video_url: str, requests: int, warmup: int, num_frames: int) -> list[dict[str, Any]]:
+    """Sequential predictions; each row: client-side wall time and the gateway's stage timings."""
+    rows = []
+    with httpx.Client(base_url=base_url, timeout=600) as client:
+        for i in range(warmup + requests):
+            t0 = time.perf_counter()
+            r = client.post("/api/v1/predict", json={"url": video_url, "heatmap": True, "num_frames": num_frames})
+            wall = time.perf_counter() - t0
+            r.raise_for_status()
+            body = r.json()
+            if body["errors"] or not body["output_url"]:
+                raise RuntimeError(f"prediction incomplete: {body['errors']}")
+            if i >= warmup:
+                rows.append({"wall_s": wall, **body["timings"], "predicted_class": body["predicted_class"]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gateway_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=6)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--floor-runs", type=int, default=3)
+    p.add_argument("--num-frames", type=int, default=32)
+    a = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    clip = bench_clip()
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # the gateway's defaults: output and encoder
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        triton = stack.enter_context(TritonProcess.on_free_ports(RESULTS / "bench-gateway-triton.log"))
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-", dir=RESULTS)))
+        env = {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_PUBLIC_BASE_URL": base_url,
+            "GATEWAY_TRITON_GRPC_URL": triton.grpc_url,
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_STORAGE": "local",
+            "GATEWAY_ALLOWED_HOSTS": "127.0.0.1",
+            "GATEWAY_HEATMAP": "true",
+        }
+        stack.enter_context(gateway_process(env, base_url, RESULTS / "bench-gateway.log"))
+        files = stack.enter_context(serve_directory(clip.parent))
+        rows = run_predicts(base_url, f"{files}/{clip.name}", a.requests, a.warmup, a.num_frames)
+        floor = measure_floor_s(clip, settings, a.floor_runs)
+    walls = [r["wall_s"] for r in rows]
+    floor_s = statistics.median(floor)
+    report = {
+        "clip": clip.name,
+        "bytes": clip.stat().st_size,
+        "num_frames": a.num_frames,
+        "requests": a.requests,
+        "encoder": {"max_side": settings.output_max_side, "preset": settings.encoder_preset, "crf": settings.crf},
+        "p50_s": pct(walls, 50),
+        "p95_s": pct(walls, 95),
+        "stages_median_s": {s: statistics.median(r[s] for r in rows) for s in STAGES},
+        "floor_runs_s": floor,
+        "floor_s": floor_s,
+        "ratio_p50": pct(walls, 50) / floor_s,
+        "target_ratio": TARGET_RATIO,
+        "rows": rows,
+    }
+    (RESULTS / "bench-gateway.json").write_text(json.dumps(report, indent=2))
+    print(f"full predict on {clip.name} ({report['bytes'] / 1e6:.1f} MB), T={a.num_frames}, Grad-CAM on, local storage")
+    print(
+        f"  requests {a.requests} (after {a.warmup} warm-up): p50 {report['p50_s']:.2f} s, p95 {report['p95_s']:.2f} s"
+    )
+    print("  per stage (median s): " + ", ".join(f"{s} {v:.2f}" for s, v in report["stages_median_s"].items()))
+    enc = report["encoder"]
+    print(
+        f"  floor (decode + encode, max_side {enc['max_side']}, {enc['preset']}, crf {enc['crf']}): "
+        f"median {floor_s:.2f} s of {', '.join(f'{x:.2f}' for x in floor)}"
+    )
+    verdict = "meets" if report["ratio_p50"] <= TARGET_RATIO else "misses"
+    print(f"  ratio p50 / floor: {report['ratio_p50']:.2f}x ({verdict} the {TARGET_RATIO}x target)")
+    print(f"written: {RESULTS / 'bench-gateway.json'}")
+
+
+if __name__ == "__main__":
+    main()

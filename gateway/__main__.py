@@ -1,0 +1,68 @@
+"""``python -m gateway``: serve the gateway with uvicorn (settings from the environment, prefix GATEWAY_).
+
+``--with-triton`` (``make serve``) also starts the local Triton on its default ports unless one already answers at
+``GATEWAY_TRITON_GRPC_URL``, and stops it when the gateway stops (Ctrl-C stops both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import uvicorn
+
+from gateway.core.settings import REPO_ROOT, Settings
+from gateway.main import create_app
+from triton_runtime.process import TritonProcess
+from triton_runtime.server import ServerOptions
+
+log = logging.getLogger("gateway")
+
+
+def triton_is_up(grpc_url: str) -> bool:
+    """True when a Triton answers ready at ``grpc_url``."""
+    import tritonclient.grpc as grpcclient
+
+    try:
+        with grpcclient.InferenceServerClient(grpc_url) as client:
+            return bool(client.is_server_ready(client_timeout=2))
+    except Exception:  # unreachable, refused, not a Triton: not up
+        return False
+
+
+def local_triton(grpc_url: str, log_path: Path) -> TritonProcess:
+    """A TritonProcess for ``grpc_url`` (loopback host:port; HTTP and metrics on their defaults)."""
+    host, _, port = grpc_url.rpartition(":")
+    options = ServerOptions(host=host or "127.0.0.1", grpc_port=int(port))
+    return TritonProcess(options=options, log_path=log_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
+    p.add_argument("--host", help="override GATEWAY_HOST")
+    p.add_argument("--port", type=int, help="override GATEWAY_PORT")
+    p.add_argument("--with-triton", action="store_true", help="start the local Triton too (unless one is up)")
+    p.add_argument("--log-level", default="info")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    server: TritonProcess | None = None
+    if a.with_triton:
+        if triton_is_up(settings.triton_grpc_url):
+            log.info("using the Triton already running at %s", settings.triton_grpc_url)
+        else:
+            server = local_triton(settings.triton_grpc_url, REPO_ROOT / "results" / "serve-triton.log")
+            log.info("starting the local Triton at %s (log: %s) ...", settings.triton_grpc_url, server.log_path)
+    try:
+        with server or nullcontext():
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=a.log_level)
+    except Exception as exc:  # e.g. TritonStartError: say why and exit non-zero
+        sys.exit(f"gateway: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Request and response bodies of the API (pydantic models; they also document the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deepfake_core import constants as C
+
+
+class PredictOptions(BaseModel):
+    """Options of one prediction; unset fields take the gateway's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_frames: int | None = Field(
+        default=None, ge=1, le=C.MAX_NUM_FRAMES, description="frames analysed, evenly spaced over the video"
+    )
+    heatmap: bool | None = Field(default=None, description="Grad-CAM heatmap in the overlay video")
+
+
+class PredictRequest(PredictOptions):
+    """``POST /api/v1/predict`` with JSON: the video's URL and options."""
+
+    url: str = Field(
+        min_length=1, max_length=4096, description="http(s) URL of the video", examples=["https://example.org/v.mp4"]
+    )
+
+
+class FrameScore(BaseModel):
+    """One analysed frame."""
+
+    frame_index: int = Field(description="index of the frame in the video")
+    timestamp: float = Field(description="seconds from the start")
+    score: float | None = Field(description="per-frame fake probability; null where no face was found")
+    box: list[float] | None = Field(description="face box x1, y1, x2, y2 in video pixels; null where no face")
+
+
+class Timings(BaseModel):
+    """Seconds per stage (0 for a stage that did not run)."""
+
+    download: float = 0.0
+    inference: float = 0.0
+    gradcam: float = 0.0
+    render: float = 0.0
+    upload: float = 0.0
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class VideoInfo(BaseModel):
+    width: int
+    height: int
+    fps: float
+    frames: int
+
+
+class ErrorEntry(BaseModel):
+    """A stage that failed without failing the prediction (e.g. storing the overlay video)."""
+
+    stage: str
+    type: str
+    message: str
+
+
+class PredictResponse(BaseModel):
+    """The verdict, the overlay video's URL and how the time was spent."""
+
+    predicted_class: Literal["REAL", "FAKE", "NO_FACE"]
+    confidence: float | None = Field(description="percentage for the predicted class; null for NO_FACE")
+    output_url: str | None = Field(description="the Grad-CAM overlay video (H.264 mp4); null if it could not be stored")
+    execution_time: str = Field(examples=["3.21 sec."])
+    probability_fake: float
+    threshold: float
+    frames_analyzed: int
+    faces_detected: int
+    frame_scores: list[FrameScore]
+    timings: Timings
+    model: ModelRef
+    request_id: str
+    errors: list[ErrorEntry] = Field(default_factory=list)
+    video: VideoInfo | None = None
+    heatmap: bool = Field(description="whether the overlay carries Grad-CAM heatmaps")
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    remote_status: int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer."""
+
+    error: ErrorBody
+    request_id: str | None
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckResult]
+
+
+class ModelInfoResponse(BaseModel):
+    name: str
+    version: str
+    threshold: float
+    num_frames: int = Field(description="frames the model was trained with")
+    crop_size: int
+    training_data: str | list[str] | None = None
+    gradcam_version: str = Field(description="version of the PyTorch twin used for Grad-CAM")
+
+
+class InfoResponse(BaseModel):
+    model: ModelInfoResponse
+    defaults: dict[str, int | bool]
+    limits: dict[str, int | float]
+    storage: str
+    triton_url: str

@@ -1,0 +1,130 @@
+"""The gateway's settings: one typed class read from the environment (prefix ``GATEWAY_``).
+
+``CLOUDINARY_URL`` is read without the prefix (the name Cloudinary's own tools use). Every field has an embedded
+default, so ``make serve`` runs with no configuration: local storage under ``./data``, Triton on 127.0.0.1:8001.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from deepfake_core import constants as C
+from gateway.services.storage import DEFAULT_CHUNK_SIZE, DEFAULT_FOLDER, DEFAULT_LARGE_THRESHOLD_BYTES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_METADATA = REPO_ROOT / "model_repository" / "temporal_classifier" / "1" / "metadata.json"
+MB = 1_000_000
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told; see the field descriptions (also shown by ``python -m gateway --help``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        hide_input_in_errors=True,  # errors must not echo CLOUDINARY_URL's secret
+    )
+
+    # Serving
+    host: str = Field(default="127.0.0.1", description="address uvicorn binds")
+    port: int = Field(default=5050, ge=0, le=65535, description="port uvicorn binds")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:5050", description="absolute base of output_url (local storage)"
+    )
+
+    # Triton
+    triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton's gRPC address host:port")
+    triton_timeout_s: float = Field(default=120.0, gt=0, description="deadline of one inference call")
+
+    # Storage
+    storage: Literal["auto", "local", "cloudinary"] = Field(
+        default="auto", description="auto: Cloudinary when CLOUDINARY_URL is set, else local files served under /media"
+    )
+    data_dir: Path = Field(default=Path("data"), description="local storage (media/) and temporary files (tmp/)")
+    cloudinary_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CLOUDINARY_URL", "cloudinary_url"),
+        description="cloudinary://KEY:SECRET@CLOUD[?upload_prefix=...]",
+    )
+    cloudinary_folder: str = Field(default=DEFAULT_FOLDER, description="Cloudinary folder of the overlay videos")
+    cloudinary_large_threshold_bytes: int = Field(
+        default=DEFAULT_LARGE_THRESHOLD_BYTES, gt=0, description="upload_large (chunked) from this size"
+    )
+    cloudinary_chunk_size: int = Field(
+        default=DEFAULT_CHUNK_SIZE, gt=0, description="part size of upload_large (>= 5 MiB)"
+    )
+    cloudinary_retries: int = Field(
+        default=3, ge=1, description="attempts per upload (5xx and network errors are retried)"
+    )
+    cloudinary_backoff_s: float = Field(default=0.5, ge=0, description="first wait between attempts, doubled each time")
+
+    # Limits
+    max_download_bytes: int = Field(default=200 * MB, gt=0, description="largest video fetched from a URL")
+    max_upload_bytes: int = Field(default=200 * MB, gt=0, description="largest uploaded video")
+    max_duration_s: float = Field(default=600.0, gt=0, description="longest video accepted")
+    download_timeout_s: float = Field(default=60.0, gt=0, description="whole download, all redirects included")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP/TLS connect of one download hop")
+    max_redirects: int = Field(default=3, ge=0, le=10, description="redirects followed, each re-checked")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hostnames, IPs or CIDRs admitted even when private/loopback (comma-separated in the env)",
+    )
+    max_concurrent_predictions: int = Field(default=2, ge=1, description="predictions running at once")
+    max_queued_predictions: int = Field(default=8, ge=0, description="predictions waiting for a slot; beyond that 429")
+    queue_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for a slot before 503")
+
+    # Analysis and output
+    num_frames: int = Field(default=C.NUM_FRAMES, ge=1, le=C.MAX_NUM_FRAMES, description="frames analysed by default")
+    heatmap: bool = Field(default=True, description="Grad-CAM heatmap in the overlay video by default")
+    output_max_side: int = Field(default=720, ge=64, le=4096, description="longer side of the overlay video at most")
+    encoder_preset: str = Field(default="ultrafast", description="libx264 preset of the overlay video")
+    crf: int = Field(default=23, ge=0, le=51, description="libx264 CRF of the overlay video")
+    checkpoint: Path | None = Field(
+        default=None, description="classifier checkpoint of the Grad-CAM twin (None: untrained)"
+    )
+    model_metadata: Path | None = Field(
+        default=DEFAULT_MODEL_METADATA, description="metadata.json of the served classifier (version, threshold)"
+    )
+    gradcam_device: str | None = Field(
+        default=None, description="torch device of Grad-CAM (default: cuda when available)"
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """Accept a comma-separated string (the environment's form) or a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _cloudinary_needs_url(self) -> Settings:
+        if self.storage == "cloudinary" and self.cloudinary_url is None:
+            raise ValueError("GATEWAY_STORAGE=cloudinary needs CLOUDINARY_URL")
+        return self
+
+    @property
+    def media_dir(self) -> Path:
+        """Local storage folder."""
+        return self.data_dir / "media"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Temporary files (downloads, uploads, renders); every request removes its own."""
+        return self.data_dir / "tmp"
+
+    @property
+    def use_cloudinary(self) -> bool:
+        """Whether overlay videos go to Cloudinary."""
+        return self.storage == "cloudinary" or (self.storage == "auto" and self.cloudinary_url is not None)

@@ -1,0 +1,137 @@
+"""The FastAPI application: ``create_app(settings)``; ``gateway.main:app`` for ``uvicorn`` (built on first access).
+
+The lifespan builds the long-lived clients once (Triton gRPC aio, the download HTTP client, the PyTorch twin with
+its Grad-CAM engine, the storage) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from deepfake_core.checkpoint import load_or_untrained
+from gateway.api.deps import Services
+from gateway.api.routes import ROUTERS
+from gateway.core.errors import register_exception_handlers
+from gateway.core.settings import Settings
+from gateway.services.download import Downloader, build_download_client
+from gateway.services.gradcam import GradCamEngine
+from gateway.services.metrics import Metrics, RequestContextMiddleware
+from gateway.services.pipeline import Admission, ModelInfo, Pipeline
+from gateway.services.storage import build_storage
+from gateway.services.triton import TritonService
+
+log = logging.getLogger("gateway")
+
+API_VERSION = "1.0.0"
+DESCRIPTION = (
+    "Deepfake video detection: send a video (URL or upload), get a verdict (REAL / FAKE / NO_FACE), per-frame "
+    "scores and a Grad-CAM overlay video. Inference runs on NVIDIA Triton."
+)
+
+
+def _load_gradcam(settings: Settings) -> tuple[GradCamEngine, dict[str, Any]]:
+    model, metadata = load_or_untrained(settings.checkpoint)
+    return GradCamEngine(model, device=settings.gradcam_device), metadata
+
+
+async def build_services(settings: Settings, metrics: Metrics) -> Services:
+    """Every long-lived client, built once."""
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    gradcam, twin_metadata = await asyncio.to_thread(_load_gradcam, settings)
+    model = ModelInfo.resolve(settings.model_metadata, twin_metadata)
+    storage = build_storage(
+        cloudinary_url=settings.cloudinary_url.get_secret_value()
+        if settings.use_cloudinary and settings.cloudinary_url
+        else None,
+        local_dir=settings.media_dir,
+        public_base_url=settings.public_base_url,
+        large_threshold_bytes=settings.cloudinary_large_threshold_bytes,
+        chunk_size=settings.cloudinary_chunk_size,
+        folder=settings.cloudinary_folder,
+        retries=settings.cloudinary_retries,
+        backoff_s=settings.cloudinary_backoff_s,
+    )
+    triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
+    http = build_download_client(settings.allowed_hosts, settings.connect_timeout_s, settings.download_timeout_s)
+    downloader = Downloader(
+        http,
+        tmp_dir=settings.tmp_dir,
+        max_bytes=settings.max_download_bytes,
+        max_redirects=settings.max_redirects,
+        total_timeout_s=settings.download_timeout_s,
+    )
+    pipeline = Pipeline(
+        settings=settings, triton=triton, gradcam=gradcam, storage=storage, metrics=metrics, model=model
+    )
+    admission = Admission(
+        settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
+    )
+    log.info(
+        "gateway ready: Triton %s, storage %s, model %s %s",
+        settings.triton_grpc_url,
+        storage.name,
+        model.name,
+        model.version,
+    )
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        triton=triton,
+        http=http,
+        downloader=downloader,
+        gradcam=gradcam,
+        storage=storage,
+        model=model,
+        pipeline=pipeline,
+        admission=admission,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services = await build_services(app.state.settings, app.state.metrics)
+    app.state.services = services
+    try:
+        yield
+    finally:
+        await services.aclose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway application for these settings (default: from the environment)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    app = FastAPI(
+        title="Deepfake detection gateway",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    register_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``gateway.main:app``: built from the environment on first access (importing this module builds nothing)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

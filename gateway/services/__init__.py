@@ -1,0 +1,1 @@
+"""The work behind the routes: download, Triton, Grad-CAM, render, storage, metrics, the predict pipeline."""

@@ -1,0 +1,99 @@
+"""Main face track and face crops (deepfake_core.faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfake_core import constants as C
+from deepfake_core.faces import FaceTrack, crop_face, crop_faces, crop_region, iou, main_face_track
+from deepfake_core.mtcnn_cascade import FrameFaces
+
+
+def faces(*boxes: tuple[float, float, float, float], score: float = 0.99) -> FrameFaces:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return FrameFaces(boxes=b, scores=np.full(len(b), score, np.float32), landmarks=np.zeros((len(b), 5, 2), np.float32))
+
+
+def test_iou() -> None:
+    box = np.array([0, 0, 10, 10], np.float32)
+    others = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(iou(box, others), [1.0, 1 / 3, 0.0], atol=1e-6)
+
+
+def test_track_follows_one_person_that_moves_far_between_samples() -> None:
+    # Sampled frames are far apart in time: the face jumps ~1.5 face sizes between frames, no overlap.
+    frames = [faces((100 + 110 * i, 100, 180 + 110 * i, 180)) for i in range(5)]
+    track = main_face_track(frames)
+    assert track.present.all()
+    np.testing.assert_allclose(track.boxes[4], [540, 100, 620, 180])
+
+
+def test_main_track_is_the_person_seen_most_not_the_biggest_box_once() -> None:
+    person = (200, 100, 300, 200)
+    frames = [faces(person) for _ in range(6)]
+    frames[3] = faces(person, (600, 50, 900, 350))  # a large face in one frame only
+    track = main_face_track(frames)
+    assert track.present.all()
+    assert all(tuple(track.boxes[i]) == person for i in range(6))
+
+
+def test_two_people_are_not_swapped_and_gaps_are_masked() -> None:
+    left, right = (50, 100, 150, 200), (600, 100, 720, 220)
+    frames = [faces(left, right), faces(right, left), faces(right), faces(left, right)]
+    track = main_face_track(frames)  # right is bigger and present in every frame
+    assert track.present.all()
+    assert all(tuple(track.boxes[i]) == right for i in range(4))
+    frames = [faces(left, right), faces(left), faces(left, right)]
+    track = main_face_track(frames)
+    # left is seen in all three frames; in frame 1 the right face is absent, the track must not jump
+    assert [tuple(b) for b in track.boxes] == [left, left, left]
+
+
+def test_no_detections_gives_an_empty_track() -> None:
+    track = main_face_track([FrameFaces(), FrameFaces()])
+    assert not track.found and track.present.tolist() == [False, False]
+
+
+def test_crop_region_is_a_square_with_margin_around_the_face() -> None:
+    region = crop_region(np.array([100, 100, 160, 200], np.float32))
+    side = 100 * (1 + 2 * C.CROP_MARGIN)
+    np.testing.assert_allclose(region, [130 - side / 2, 150 - side / 2, 130 + side / 2, 150 + side / 2], atol=1e-4)
+
+
+def test_crop_face_pads_outside_the_frame_with_black() -> None:
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    crop = crop_face(frame, np.array([0, 0, 40, 40], np.float32), size=64)
+    assert crop.shape == (64, 64, 3)
+    assert crop[0, 0].tolist() == [0, 0, 0]  # top-left of the region lies outside the frame
+    assert crop[40, 40].tolist() == [200, 200, 200]
+
+
+def test_crop_face_keeps_the_face_centred() -> None:
+    frame = np.zeros((400, 400, 3), np.uint8)
+    frame[150:250, 150:250] = 255  # the "face"
+    crop = crop_face(frame, np.array([150, 150, 250, 250], np.float32), size=C.CROP_SIZE)
+    inner = crop[C.CROP_SIZE // 5 + 2 : -C.CROP_SIZE // 5 - 2, C.CROP_SIZE // 5 + 2 : -C.CROP_SIZE // 5 - 2]
+    assert inner.min() == 255 and crop[:10].max() == 0
+
+
+def test_crop_faces_masks_absent_frames() -> None:
+    frames = np.full((2, 120, 160, 3), 90, np.uint8)
+    track = FaceTrack(
+        boxes=np.array([[40, 30, 100, 90], [0, 0, 0, 0]], np.float32),
+        scores=np.ones(2, np.float32),
+        landmarks=np.zeros((2, 5, 2), np.float32),
+        present=np.array([True, False]),
+    )
+    crops = crop_faces(frames, track)
+    assert crops.shape == (2, C.CROP_SIZE, C.CROP_SIZE, 3)
+    assert crops[0].max() == 90 and crops[1].max() == 0
+
+
+@pytest.mark.parametrize("size", [24, 48])
+def test_crop_face_sizes(size: int) -> None:
+    assert crop_face(np.zeros((50, 50, 3), np.uint8), np.array([10, 10, 30, 30], np.float32), size).shape == (
+        size,
+        size,
+        3,
+    )

@@ -1,0 +1,76 @@
+"""The NumPy MTCNN cascade with ONNX Runtime nets (the same ONNX files Triton serves)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from skimage.data import astronaut
+
+from deepfake_core.faces import iou
+from deepfake_core.mtcnn_cascade import (
+    DetectorParams,
+    MtcnnNets,
+    batched_nms,
+    detect_faces,
+    nms,
+    pyramid_scales,
+)
+from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
+
+ASTRONAUT_FACE = np.array([180, 61, 268, 174], np.float32)  # facenet-pytorch's own MTCNN, within 2 px
+
+
+@pytest.fixture(scope="module")
+def nets() -> MtcnnNets:
+    def session(name: str) -> ort.InferenceSession:
+        path = DEFAULT_MODEL_REPOSITORY / name / "1" / "model.onnx"
+        if not path.exists():
+            pytest.fail(f"{path} missing: run `make export`")
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    sessions = {n: session(f"mtcnn_{n}") for n in ("pnet", "rnet", "onet")}
+
+    def call(name: str):  # type: ignore[no-untyped-def]
+        return lambda x: sessions[name].run(None, {"image": x})
+
+    return MtcnnNets(pnet=call("pnet"), rnet=call("rnet"), onet=call("onet"))
+
+
+def test_finds_the_astronaut_face(nets: MtcnnNets) -> None:
+    [found] = detect_faces(astronaut()[None], nets, DetectorParams(min_face_fraction=0.04))
+    assert len(found.boxes) == 1 and found.scores[0] > 0.99
+    assert float(iou(ASTRONAUT_FACE, found.boxes)[0]) > 0.9
+    np.testing.assert_allclose(found.boxes[0], ASTRONAUT_FACE, atol=3)
+    left_eye, right_eye = found.landmarks[0, 0], found.landmarks[0, 1]
+    assert left_eye[0] < right_eye[0] and ASTRONAUT_FACE[1] < left_eye[1] < ASTRONAUT_FACE[3]
+
+
+def test_batched_frames_give_per_frame_results(nets: MtcnnNets) -> None:
+    img = astronaut()
+    blank = np.full_like(img, 128)
+    shifted = np.full_like(img, 128)
+    shifted[:, 100:] = img[:, :-100]
+    results = detect_faces(np.stack([img, blank, shifted]), nets, DetectorParams(min_face_fraction=0.04))
+    assert len(results) == 3 and len(results[0].boxes) == 1 and len(results[1].boxes) == 0
+    best = results[2].boxes[np.argmax(results[2].scores)]  # MTCNN also fires weakly on the suit's patch here
+    np.testing.assert_allclose(best, ASTRONAUT_FACE + [100, 0, 100, 0], atol=3)
+
+
+def test_large_frames_are_detected_at_reduced_scale_in_original_coordinates(nets: MtcnnNets) -> None:
+    big = np.kron(astronaut(), np.ones((3, 3, 1), np.uint8))  # 1536 x 1536
+    [found] = detect_faces(big[None], nets, DetectorParams(detect_max_side=512, min_face_fraction=0.04))
+    np.testing.assert_allclose(found.boxes[0], ASTRONAUT_FACE * 3, atol=9)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.9, 0.7]), 0.5).tolist() == [1, 2]
+    # the same boxes in different images never suppress each other
+    assert sorted(batched_nms(boxes[:2], np.array([0.5, 0.9]), np.array([0, 1]), 0.5).tolist()) == [0, 1]
+
+
+def test_pyramid_scales_cover_min_face_to_whole_frame() -> None:
+    scales = pyramid_scales(360, 640, min_face=24, factor=0.709)
+    assert scales[0] == pytest.approx(0.5)
+    assert 360 * scales[-1] >= 12 and 360 * scales[-1] * 0.709 < 12

@@ -1,0 +1,267 @@
+"""Gateway fixtures: real uvicorn servers on loopback, a real HTTP server of generated videos, the real Triton.
+
+- ``video_server``: ``http.server`` on a free loopback port serving a temp folder, with special paths:
+  ``/status/<code>`` (that status), ``/redirect?to=<url>`` (302), ``/hops/<n>/<file>`` (n redirects then the file),
+  ``/slow/<seconds>/<file>`` (waits, then sends), ``/chunked/<file>`` (no Content-Length), ``/lying/<file>``
+  (declares a huge Content-Length). Every request's path and Host header is recorded.
+- ``GatewayServer``: ``create_app(Settings(...))`` served by uvicorn in a thread, stopped at the end.
+- ``gateway``: the main gateway of the session (real Triton, local storage, 127.0.0.1 allowlisted, T=8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.core.settings import Settings
+from gateway.main import create_app
+from triton_runtime.process import TritonProcess, free_port
+
+FPS = 25
+FAST = {"num_frames": 4, "heatmap": False}  # the cheapest full prediction: used to check the service still serves
+
+
+# --- the video server --------------------------------------------------------------------------------------------
+
+
+class _VideoHandler(SimpleHTTPRequestHandler):
+    server: _VideoHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep the test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.seen.append({"path": self.path, "host": self.headers.get("Host", "")})
+        parts = urlsplit(self.path)
+        segments = [s for s in parts.path.split("/") if s]
+        head = segments[0] if segments else ""
+        if head == "status" and len(segments) == 2:
+            return self._send(int(segments[1]), f"status {segments[1]}".encode(), "text/plain")
+        if head == "redirect":
+            return self._redirect(parse_qs(parts.query).get("to", ["/"])[0])
+        if head == "hops" and len(segments) == 3:
+            n = int(segments[1])
+            return self._redirect(f"/hops/{n - 1}/{segments[2]}" if n > 1 else f"/{segments[2]}")
+        if head == "slow" and len(segments) == 3:
+            time.sleep(float(segments[1]))
+            return self._file(segments[2])
+        if head == "chunked" and len(segments) == 2:
+            return self._file(segments[1], length=False)
+        if head == "lying" and len(segments) == 2:
+            return self._send(200, b"x" * 1000, "video/mp4", length=10**12)
+        if len(segments) == 1:
+            return self._file(segments[0])
+        return self._send(404, b"not found", "text/plain")
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _file(self, name: str, length: bool = True) -> None:
+        path = self.server.root / name
+        if not path.is_file():
+            return self._send(404, b"not found", "text/plain")
+        self._send(200, path.read_bytes(), "video/mp4", length=len(path.read_bytes()) if length else None)
+
+    def _send(self, status: int, body: bytes, ctype: str, length: int | None = -1) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        if length is None:  # no Content-Length: the body ends when the connection closes
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body) if length == -1 else length))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the gateway hung up (a limit): fine
+            self.wfile.write(body)
+        if length not in (-1, None):
+            self.close_connection = True
+
+
+class _VideoHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _VideoHandler)
+        self.root = root
+        self.seen: list[dict[str, str]] = []
+
+
+class VideoServer:
+    """The running server: ``url(path)``, ``root`` (files served), ``seen`` (requests received)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._httpd = _VideoHTTPServer(root)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="video-server", daemon=True)
+
+    @property
+    def seen(self) -> list[dict[str, str]]:
+        return self._httpd.seen
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def __enter__(self) -> VideoServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated videos (and bad inputs) for the whole session."""
+    from tests.media import bad_inputs, face_video, faceless_video
+
+    d = tmp_path_factory.mktemp("gateway-media")
+    boxes = face_video(d / "face.mp4", width=640, height=360, fps=FPS, seconds=1.2)
+    (d / "face_boxes.txt").write_text("\n".join(" ".join(f"{v:.2f}" for v in b) for b in boxes))
+    faceless_video(d / "faceless.mp4", width=640, height=360, fps=FPS, seconds=1.0)
+    for name, data in bad_inputs(d / "bad-scratch").items():
+        (d / f"bad_{name}.bin").write_bytes(data)
+    return d
+
+
+@pytest.fixture(scope="session")
+def face_boxes(media_dir: Path) -> list[list[float]]:
+    """Ground-truth face box per frame of face.mp4."""
+    return [[float(v) for v in line.split()] for line in (media_dir / "face_boxes.txt").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def video_server(media_dir: Path) -> Iterator[VideoServer]:
+    with VideoServer(media_dir) as server:
+        yield server
+
+
+# --- gateways ----------------------------------------------------------------------------------------------------
+
+
+class GatewayServer:
+    """``create_app(settings)`` served by real uvicorn on a free loopback port in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
+        self.url = f"http://{settings.host}:{settings.port}"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.settings.tmp_dir
+
+    def client(self, timeout: float = 120.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __enter__(self) -> GatewayServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.server.should_exit = True
+                raise RuntimeError("the gateway did not start (see the log above)")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def gateway_settings(data_dir: Path, triton_grpc_url: str, **overrides: Any) -> Settings:
+    """Test settings: a free port, local storage in ``data_dir``, loopback allowlisted, T=8, no environment."""
+    port = free_port()
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "triton_grpc_url": triton_grpc_url,
+        "data_dir": data_dir,
+        "storage": "local",
+        "allowed_hosts": ["127.0.0.1"],
+        "num_frames": 8,
+        "triton_timeout_s": 60.0,
+        "download_timeout_s": 30.0,
+        "connect_timeout_s": 5.0,
+        "cloudinary_url": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+GatewayFactory = Callable[..., GatewayServer]
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, triton: TritonProcess) -> Iterator[GatewayFactory]:
+    """Start extra gateways for one test (``make_gateway(**setting_overrides)``); all stopped after it."""
+    started: list[GatewayServer] = []
+
+    def make(**overrides: Any) -> GatewayServer:
+        data_dir = overrides.pop("data_dir", tmp_path / f"gateway-{len(started)}")
+        server = GatewayServer(
+            gateway_settings(data_dir, overrides.pop("triton_grpc_url", triton.grpc_url), **overrides)
+        )
+        started.append(server.__enter__())
+        return server
+
+    yield make
+    for server in reversed(started):
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def gateway(triton: TritonProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    """The session's gateway against the real Triton."""
+    settings = gateway_settings(tmp_path_factory.mktemp("gateway-data"), triton.grpc_url)
+    with GatewayServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def client(gateway: GatewayServer) -> Iterator[httpx.Client]:
+    with gateway.client() as c:
+        yield c
+
+
+def assert_serves(client: httpx.Client, video_server: VideoServer) -> None:
+    """The gateway still answers a good prediction (the cheapest one)."""
+    r = client.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
+    assert r.status_code == 200, r.text
+    assert r.json()["predicted_class"] in ("REAL", "FAKE")
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    """The error shape: status, ``error.type``, a message and the request id (also in X-Request-ID)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["type"] == error_type, body
+    assert body["error"]["message"], body
+    assert body["request_id"] and body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def tmp_files(server: GatewayServer) -> list[str]:
+    """Files left in the gateway's temp folder (must be none between requests)."""
+    return sorted(p.name for p in server.tmp_dir.iterdir()) if server.tmp_dir.exists() else []

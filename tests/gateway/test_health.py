@@ -1,0 +1,60 @@
+"""Health, info, metrics and the OpenAPI docs of a running gateway."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.gateway.conftest import FAST, GatewayServer, VideoServer
+from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
+
+
+def test_health_reports_each_check(client: httpx.Client, gateway: GatewayServer) -> None:
+    r = client.get("/api/v1/health")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok"
+    assert {k: v["ok"] for k, v in body["checks"].items()} == {"gateway": True, "triton": True, "storage": True}
+    assert gateway.settings.triton_grpc_url in body["checks"]["triton"]["detail"]
+    assert body["checks"]["storage"]["detail"].startswith("local")
+
+
+def test_info_reports_model_defaults_and_limits(client: httpx.Client, gateway: GatewayServer) -> None:
+    body = client.get("/api/v1/info").json()
+    metadata = json.loads((DEFAULT_MODEL_REPOSITORY / "temporal_classifier" / "1" / "metadata.json").read_text())
+    assert body["model"]["name"] == "deepfake_detector"
+    assert body["model"]["version"] == metadata["version"] == body["model"]["gradcam_version"]
+    assert body["model"]["threshold"] == metadata["threshold"] and body["model"]["num_frames"] == 32
+    assert body["defaults"] == {"num_frames": 8, "heatmap": True, "output_max_side": 720}
+    limits = body["limits"]
+    assert limits["max_download_bytes"] == gateway.settings.max_download_bytes and limits["max_redirects"] == 3
+    assert limits["max_num_frames"] == 128 and body["storage"] == "local"
+
+
+def test_metrics_count_requests_and_stages(client: httpx.Client, video_server: VideoServer) -> None:
+    client.get("/api/v1/health")
+    assert client.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST}).status_code == 200
+    client.post("/api/v1/predict", json={"url": "file:///etc/passwd"})
+    text = client.get("/metrics").text
+    assert 'gateway_requests_total{route="/api/v1/health",method="GET",status="200"}' in text
+    assert 'gateway_requests_total{route="/api/v1/predict",method="POST",status="200"}' in text
+    assert 'gateway_requests_total{route="/api/v1/predict",method="POST",status="400"}' in text
+    assert 'gateway_errors_total{type="url_refused"}' in text
+    for stage in ("download", "inference", "render", "upload"):
+        line = next(
+            x for x in text.splitlines() if x.startswith(f'gateway_stage_duration_seconds_count{{stage="{stage}"}}')
+        )
+        assert float(line.split()[-1]) >= 1
+    assert "gateway_in_flight_requests" in text
+    assert 'gateway_request_duration_seconds_bucket{route="/api/v1/predict",le="0.05"}' in text
+
+
+def test_openapi_and_docs(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    predict = spec["paths"]["/api/v1/predict"]["post"]
+    assert set(predict["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert {"200", "400", "413", "422", "424", "503", "504"} <= set(predict["responses"])
+    assert {"/api/v1/predict/upload", "/api/v1/health", "/api/v1/info", "/media/{public_id}.mp4"} <= set(spec["paths"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
