@@ -54,7 +54,7 @@ def test_batched_frames_give_per_frame_results(nets: MtcnnNets) -> None:
     results = detect_faces(np.stack([img, blank, shifted]), nets, DetectorParams(min_face_fraction=0.04))
     assert len(results) == 3 and len(results[0].boxes) == 1 and len(results[1].boxes) == 0
     best = results[2].boxes[np.argmax(results[2].scores)]  # MTCNN also fires weakly on the suit's patch here
-    np.testing.assert_allclose(best, ASTRONAUT_FACE + [100, 0, 100, 0], atol=3)
+    assert float(iou(ASTRONAUT_FACE + [100, 0, 100, 0], best[None])[0]) > 0.85
 
 
 def test_large_frames_are_detected_at_reduced_scale_in_original_coordinates(nets: MtcnnNets) -> None:

@@ -152,3 +152,16 @@ def test_grad_cam_imports_without_torchvision() -> None:
         [sys.executable, "-c", _WITHOUT_TORCHVISION], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_bf16_precision_gives_nearly_the_same_maps(
+    cams: np.ndarray, face_crops: tuple[np.ndarray, np.ndarray]
+) -> None:
+    crops, present = face_crops
+    model, _ = load_or_untrained(None)
+    fast = GradCamEngine(model, device="cpu", precision="bf16").compute(crops[:4], present[:4])
+    for i in np.flatnonzero(present[:4]):
+        assert np.corrcoef(fast[i].ravel(), cams[i].ravel())[0, 1] > 0.9
+    assert not fast[1].any()
+    with pytest.raises(ValueError):
+        GradCamEngine(model, precision="fp16")  # type: ignore[arg-type]
