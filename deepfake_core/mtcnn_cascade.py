@@ -43,6 +43,10 @@ class DetectorParams:
     min_face_px: float = C.MTCNN_MIN_FACE_PX
     max_batch: int = 256  # largest R-Net/O-Net call; bigger candidate sets are split
     pnet_max_batch: int = 64  # largest P-Net call, in frames
+    # Probe pass: the full pyramid runs on this many evenly spaced frames first; the other frames then only search
+    # faces from PROBE_SIZE_SLACK times the smallest face found (the full pyramid again if the probe found none).
+    probe_frames: int = 4
+    probe_size_slack: float = 0.6
 
 
 @dataclass
@@ -65,23 +69,29 @@ def _resize_batch(images: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best first."""
+    """Non-maximum suppression; returns kept indices, best first.
+
+    "union" (IoU) runs in OpenCV's C++; "min" (intersection over the smaller box, used once on few final boxes)
+    in NumPy.
+    """
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
+    if mode == "union":
+        xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
+        keep = cv2.dnn.NMSBoxes(xywh.astype(np.float64).tolist(), scores.astype(np.float64).tolist(), 0.0, threshold)
+        return np.asarray(keep, dtype=np.int64).reshape(-1)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(scores)[::-1]
-    keep = []
+    kept = []
     while order.size:
         i = order[0]
-        keep.append(i)
+        kept.append(i)
         rest = order[1:]
         w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
         h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+        order = rest[(w * h) / np.minimum(area[i], area[rest]) <= threshold]
+    return np.asarray(kept, dtype=np.int64)
 
 
 def batched_nms(
@@ -163,19 +173,54 @@ def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | N
     params = params or DetectorParams()
     n, height, width = frames.shape[:3]
     ds = detection_scale(height, width, params.detect_max_side)
-    if ds < 1.0:
-        dh, dw = max(1, round(height * ds)), max(1, round(width * ds))
-        images = _resize_batch(frames, dh, dw)
-    else:
-        dh, dw, images = height, width, frames
-    min_face = max(params.min_face_px, params.min_face_fraction * min(dh, dw))
+    images = _resize_batch(frames, max(1, round(height * ds)), max(1, round(width * ds))) if ds < 1.0 else frames
+    min_face = max(params.min_face_px, params.min_face_fraction * min(images.shape[1:3]))
+    found: list[FrameFaces | None] = [None] * n
+    rest = np.arange(n)
+    if n > params.probe_frames > 0:
+        probe = np.unique(np.linspace(0, n - 1, params.probe_frames).round().astype(np.int64))
+        for i, faces in zip(probe, _cascade(images[probe], nets, params, min_face), strict=True):
+            found[i] = faces
+        sizes = [
+            float(np.sqrt(np.prod(f.boxes[:, 2:] - f.boxes[:, :2], axis=1)).min()) for f in found if f and len(f.boxes)
+        ]
+        if sizes:
+            min_face = max(min_face, params.probe_size_slack * min(sizes))
+        rest = np.setdiff1d(rest, probe)
+    for i, faces in zip(rest, _cascade(images[rest], nets, params, min_face), strict=True):
+        found[i] = faces
+    inv = 1.0 / ds
+    return [
+        FrameFaces(
+            boxes=(f.boxes * inv).astype(np.float32), scores=f.scores, landmarks=(f.landmarks * inv).astype(np.float32)
+        )
+        for f in found
+        if f is not None
+    ]
+
+
+def _pyramid(images: np.ndarray, scales: list[float]) -> list[np.ndarray]:
+    """The images at each scale, each resized from the full images as facenet-pytorch does.
+
+    (Resizing each level from the previous one is cheaper but shifts boxes by a few pixels.)
+    """
+    h, w = images.shape[1:3]
+    return [_resize_batch(images, int(h * scale + 1), int(w * scale + 1)) for scale in scales]
+
+
+def _cascade(images: np.ndarray, nets: MtcnnNets, params: DetectorParams, min_face: float) -> list[FrameFaces]:
+    """P-Net -> R-Net -> O-Net on images at detection resolution; coordinates in those images' pixels."""
+    n = len(images)
+    if n == 0:
+        return []
     th = params.thresholds
+    height, width = images.shape[1:3]
 
     # Stage 1: P-Net on every pyramid scale, all frames at once.
     found: list[np.ndarray] = []
-    for scale in pyramid_scales(dh, dw, min_face, params.factor):
-        sh, sw = int(dh * scale + 1), int(dw * scale + 1)
-        prob, reg = _run_chunked(nets.pnet, normalize(_resize_batch(images, sh, sw)), params.pnet_max_batch)[:2]
+    scales = pyramid_scales(height, width, min_face, params.factor)
+    for scale, level in zip(scales, _pyramid(images, scales), strict=True):
+        prob, reg = _run_chunked(nets.pnet, normalize(level), params.pnet_max_batch)[:2]
         ids, ys, xs = np.nonzero(prob[:, 1] >= th[0])
         if len(ids) == 0:
             continue
@@ -225,15 +270,14 @@ def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | N
     keep = batched_nms(boxes, score, ids, 0.7, mode="min")
     boxes, ids, score, points = boxes[keep], ids[keep], score[keep], points[keep]
 
-    inv = 1.0 / ds
     result = []
     for i in range(n):
         sel = ids == i
         result.append(
             FrameFaces(
-                boxes=(boxes[sel] * inv).astype(np.float32),
+                boxes=boxes[sel].astype(np.float32),
                 scores=score[sel].astype(np.float32),
-                landmarks=(points[sel] * inv).astype(np.float32),
+                landmarks=points[sel].astype(np.float32),
             )
         )
     return result

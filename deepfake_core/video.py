@@ -65,6 +65,8 @@ _STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe", "ico", "tiff_pipe", "w
 _TEXT_FORMATS = frozenset(
     {"tty", "bin", "xbin", "adf", "idf", "srt", "ass", "webvtt", "subviewer", "jacosub"}
 )
+# The input itself is a Python file object (custom I/O, no protocol); no protocol is allowed for nested opens.
+_OPEN_OPTIONS = {"protocol_whitelist": "none"}
 _REFERENCE_FORMATS = frozenset({"hls", "dash", "concat", "ffmetadata", "mpl2", "data", "sdp", "rtsp", "imf"})
 
 
@@ -170,8 +172,9 @@ def _reason(exc: BaseException) -> str:
 class _Input:
     """Opens the source as often as needed (each open reads it from its start); closes what it opened.
 
-    Paths are read through a Python file object, not by FFmpeg's own protocols: a playlist or concat file can
-    then not make FFmpeg open other local files or URLs.
+    Everything is read through Python file objects, never by FFmpeg's own protocols, and nested opens are
+    refused (``protocol_whitelist=none``): a playlist (HLS), concat list or mov reference can't make FFmpeg
+    read other local files or URLs.
     """
 
     def __init__(self, source: Source) -> None:
@@ -211,7 +214,7 @@ class _Input:
             self._stream.seek(0)
             fileobj = self._stream
         try:
-            return av.open(fileobj, mode="r", metadata_errors="ignore")
+            return av.open(fileobj, mode="r", container_options=_OPEN_OPTIONS, metadata_errors="ignore")
         except Exception as exc:  # av.error.* and anything else FFmpeg's probing raises
             raise VideoDecodeError(
                 f"could not decode the video: {_reason(exc)} (corrupt, truncated or not a video)"
@@ -525,9 +528,10 @@ def iter_video_frames(
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Every frame as ``(index, seconds, rgb)``, one at a time (the whole video is never held in memory).
 
-    Indices, timestamps, scaling and rotation match ``sample_video``'s. Limits are checked before decoding
-    (frame count is not: it would need a demux pass). A decode error after at least one frame ends the
-    iteration quietly (a truncated file); before the first frame it raises VideoDecodeError.
+    Indices, timestamps, scaling and rotation match ``sample_video``'s. Limits are checked before decoding,
+    except the frame count (no demux pass here): going past ``max_frames`` raises VideoTooLargeError when it
+    happens. A decode error after at least one frame ends the iteration quietly (a truncated file); before
+    the first frame it raises VideoDecodeError.
     """
     with _Input(source) as inp, inp.open() as container:
         stream = _video_stream(container)
@@ -541,6 +545,8 @@ def iter_video_frames(
             if convert is None:
                 convert = _Converter(frame, max_side, limits)
                 start = _start_time(header.start, frame)
+            if index >= limits.max_frames:
+                raise VideoTooLargeError(f"the video has more than {limits.max_frames} frames (the limit)")
             yield index, _frame_time(frame, index, header.fps, start), convert(frame)
         if convert is None:
             raise _no_frames(run.error)

@@ -219,6 +219,29 @@ def test_text_file_with_txt_name_is_refused(tmp_path: Path) -> None:
         sample_video(path)
 
 
+def test_playlists_cannot_make_ffmpeg_read_other_files(tmp_path: Path, videos: dict[str, Path]) -> None:
+    """An HLS playlist naming a local file: FFmpeg alone would play it; the reader refuses nested opens."""
+    segment = tmp_path / "segment.ts"
+    with av.open(str(videos[".mp4"])) as src, av.open(str(segment), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\nfile://{segment}\n#EXT-X-ENDLIST\n"
+    )
+    with av.open(str(playlist)) as c:  # the danger: FFmpeg's own file protocol follows the playlist
+        assert sum(1 for _ in c.decode(video=0)) == COUNT
+    for source in (playlist, playlist.read_bytes()):
+        with pytest.raises(VideoDecodeError):
+            sample_video(source, 4)
+    s = sample_video(segment, 4)  # MPEG-TS itself is fine (its timestamps don't start at 0)
+    assert s.frame_count == COUNT
+    np.testing.assert_allclose(s.timestamps, evenly_spaced_indices(COUNT, 4) / FPS, atol=1e-3)
+
+
 def test_truncated_faststart_keeps_the_decoded_frames(tmp_path: Path) -> None:
     s = sample_video(truncated_faststart(tmp_path), 8)
     assert 1 <= len(s.indices) <= 8 and 1 <= s.frame_count < 50
@@ -272,13 +295,17 @@ def test_module_imports_neither_torch_nor_cv2() -> None:
 # --- writer -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("width", "height", "fps"), [(320, 180, 25.0), (321, 181, 30000 / 1001)])
+@pytest.mark.parametrize(
+    ("width", "height", "fps", "preset"),
+    [(320, 180, 25.0, "ultrafast"), (321, 181, 30000 / 1001, "ultrafast"), (320, 180, 24.0, "veryfast")],
+)
 def test_h264_writer(
-    tmp_path: Path, originals: list[np.ndarray], width: int, height: int, fps: float
+    tmp_path: Path, originals: list[np.ndarray], width: int, height: int, fps: float, preset: str
 ) -> None:
+    """Decodes as H.264 yuv420p, same frame count and rate, faststart; veryfast has B-frames."""
     path = tmp_path / "out.mp4"
     frames = [cv2.resize(o, (width, height), interpolation=cv2.INTER_AREA) for o in originals[:37]]
-    with H264Writer(path, width, height, fps) as writer:
+    with H264Writer(path, width, height, fps, preset=preset) as writer:
         for f in frames:
             writer.write(f)
     assert writer.frames_written == 37
@@ -297,8 +324,11 @@ def test_h264_writer(
         assert np.abs(d[:height, :width].astype(np.int16) - f).mean() < 6  # crf 23 lossy, same picture
         if width % 2:
             np.testing.assert_allclose(d[:height, -1].astype(float), d[:height, -2].astype(float), atol=25)
-    s = sample_video(path, 8)
+    s = sample_video(path, 8, max_side=max(writer.width, writer.height))  # no scaling
     assert s.frame_count == 37 and s.fps == pytest.approx(fps)
+    np.testing.assert_allclose(s.timestamps, s.indices / fps, atol=1e-3)
+    for j, i in enumerate(s.indices):  # the frame at each index is the frame written there
+        assert np.abs(s.frames[j, :height, :width].astype(np.int16) - frames[i]).mean() < 6
 
 
 def test_h264_writer_rejects_wrong_frames_and_cleans_up(tmp_path: Path) -> None:
