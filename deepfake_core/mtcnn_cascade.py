@@ -168,26 +168,44 @@ def detection_scale(height: int, width: int, max_side: int) -> float:
     return min(1.0, max_side / max(height, width))
 
 
-def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | None = None) -> list[FrameFaces]:
-    """Run the cascade on frames [N,H,W,3] uint8 RGB (same size). Returns one FrameFaces per frame."""
+def detect_faces(
+    frames: np.ndarray,
+    nets: MtcnnNets,
+    params: DetectorParams | None = None,
+    video_ids: np.ndarray | None = None,
+) -> list[FrameFaces]:
+    """Run the cascade on frames [N,H,W,3] uint8 RGB (same size). Returns one FrameFaces per frame.
+
+    `video_ids` [N] tells which video each frame belongs to when frames of several videos are batched together;
+    each video gets its own probe pass, so its result does not depend on what it was batched with.
+    """
     params = params or DetectorParams()
     n, height, width = frames.shape[:3]
+    ids = np.zeros(n, np.int64) if video_ids is None else np.asarray(video_ids)
     ds = detection_scale(height, width, params.detect_max_side)
     images = _resize_batch(frames, max(1, round(height * ds)), max(1, round(width * ds))) if ds < 1.0 else frames
-    min_face = max(params.min_face_px, params.min_face_fraction * min(images.shape[1:3]))
-    found: list[FrameFaces | None] = [None] * n
-    rest = np.arange(n)
-    if n > params.probe_frames > 0:
-        probe = np.unique(np.linspace(0, n - 1, params.probe_frames).round().astype(np.int64))
-        for i, faces in zip(probe, _cascade(images[probe], nets, params, min_face), strict=True):
-            found[i] = faces
+    base_min_face = max(params.min_face_px, params.min_face_fraction * min(images.shape[1:3]))
+    min_face = np.full(n, base_min_face)
+    probe = np.zeros(n, bool)
+    for video in np.unique(ids):
+        members = np.flatnonzero(ids == video)
+        if len(members) > params.probe_frames > 0:
+            picks = np.unique(np.linspace(0, len(members) - 1, params.probe_frames).round().astype(np.int64))
+            probe[members[picks]] = True
+    found: list[FrameFaces] = [FrameFaces() for _ in range(n)]
+    first = np.flatnonzero(probe)
+    for i, faces in zip(first, _cascade(images[first], nets, params, base_min_face, min_face[first]), strict=True):
+        found[i] = faces
+    for video in np.unique(ids[probe]):
         sizes = [
-            float(np.sqrt(np.prod(f.boxes[:, 2:] - f.boxes[:, :2], axis=1)).min()) for f in found if f and len(f.boxes)
+            float(np.sqrt(np.prod(found[i].boxes[:, 2:] - found[i].boxes[:, :2], axis=1)).min())
+            for i in np.flatnonzero(probe & (ids == video))
+            if len(found[i].boxes)
         ]
         if sizes:
-            min_face = max(min_face, params.probe_size_slack * min(sizes))
-        rest = np.setdiff1d(rest, probe)
-    for i, faces in zip(rest, _cascade(images[rest], nets, params, min_face), strict=True):
+            min_face[ids == video] = max(base_min_face, params.probe_size_slack * min(sizes))
+    rest = np.flatnonzero(~probe)
+    for i, faces in zip(rest, _cascade(images[rest], nets, params, base_min_face, min_face[rest]), strict=True):
         found[i] = faces
     inv = 1.0 / ds
     return [
@@ -195,41 +213,41 @@ def detect_faces(frames: np.ndarray, nets: MtcnnNets, params: DetectorParams | N
             boxes=(f.boxes * inv).astype(np.float32), scores=f.scores, landmarks=(f.landmarks * inv).astype(np.float32)
         )
         for f in found
-        if f is not None
     ]
 
 
-def _pyramid(images: np.ndarray, scales: list[float]) -> list[np.ndarray]:
-    """The images at each scale, each resized from the full images as facenet-pytorch does.
+def _cascade(
+    images: np.ndarray, nets: MtcnnNets, params: DetectorParams, base_min_face: float, min_face: np.ndarray
+) -> list[FrameFaces]:
+    """P-Net -> R-Net -> O-Net on images at detection resolution; coordinates in those images' pixels.
 
-    (Resizing each level from the previous one is cheaper but shifts boxes by a few pixels.)
+    The pyramid's scales are fixed by `base_min_face` (so they are the same whatever the batch holds); image i takes
+    part in the scales that search faces of at least min_face[i] pixels. Each level is resized from the full
+    images, as facenet-pytorch does (resizing from the previous level is cheaper but shifts boxes by pixels).
     """
-    h, w = images.shape[1:3]
-    return [_resize_batch(images, int(h * scale + 1), int(w * scale + 1)) for scale in scales]
-
-
-def _cascade(images: np.ndarray, nets: MtcnnNets, params: DetectorParams, min_face: float) -> list[FrameFaces]:
-    """P-Net -> R-Net -> O-Net on images at detection resolution; coordinates in those images' pixels."""
     n = len(images)
     if n == 0:
         return []
     th = params.thresholds
     height, width = images.shape[1:3]
 
-    # Stage 1: P-Net on every pyramid scale, all frames at once.
+    # Stage 1: P-Net on every pyramid scale, all frames that search it at once.
     found: list[np.ndarray] = []
-    scales = pyramid_scales(height, width, min_face, params.factor)
-    for scale, level in zip(scales, _pyramid(images, scales), strict=True):
-        prob, reg = _run_chunked(nets.pnet, normalize(level), params.pnet_max_batch)[:2]
-        ids, ys, xs = np.nonzero(prob[:, 1] >= th[0])
-        if len(ids) == 0:
+    for scale in pyramid_scales(height, width, base_min_face, params.factor):
+        members = np.flatnonzero(scale <= 12.0 / min_face + 1e-9)
+        if len(members) == 0:
             continue
-        score = prob[ids, 1, ys, xs]
-        r = reg[ids, :, ys, xs]
+        level = _resize_batch(images[members], int(height * scale + 1), int(width * scale + 1))
+        prob, reg = _run_chunked(nets.pnet, normalize(level), params.pnet_max_batch)[:2]
+        local, ys, xs = np.nonzero(prob[:, 1] >= th[0])
+        if len(local) == 0:
+            continue
+        score = prob[local, 1, ys, xs]
+        r = reg[local, :, ys, xs]
         q1x, q1y = np.floor((2 * xs + 1) / scale), np.floor((2 * ys + 1) / scale)
         q2x, q2y = np.floor((2 * xs + 12) / scale), np.floor((2 * ys + 12) / scale)
-        cand = np.column_stack([q1x, q1y, q2x, q2y, score, r, ids]).astype(np.float32)
-        cand = cand[batched_nms(cand[:, :4], cand[:, 4], ids, 0.5)]
+        cand = np.column_stack([q1x, q1y, q2x, q2y, score, r, members[local]]).astype(np.float32)
+        cand = cand[batched_nms(cand[:, :4], cand[:, 4], members[local], 0.5)]
         found.append(cand)
     if not found:
         return [FrameFaces() for _ in range(n)]

@@ -53,10 +53,12 @@ __all__ = [
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 
-# Decoder threads. Measured on this 2-core machine, sample_video(T=32) on a 10 s 1280x720 30 fps H.264 clip
-# (tests/media.hd_clip), median of 5 runs: 1 thread (thread_type NONE) 0.37 s; SLICE x2 0.37 s;
-# FRAME x2 0.40 s; AUTO (FFmpeg picks the count) 0.42 s. One thread is the fastest here and leaves the other
-# core to the concurrent requests and models of the same server; ``threads=`` overrides it per call.
+# Decoder threads. Measured on this 2-core machine (shared with other jobs, so noisy): sample_video(T=32) on
+# tests/media.hd_clip (10 s, 1280x720, 30 fps, H.264), 15-21 interleaved runs, wall best / median, CPU median:
+#   1 thread (NONE)  0.30 / 0.54 s, CPU 0.34 s      FRAME x2  0.28-0.35 / 0.49-0.52 s, CPU 0.40-0.48 s
+#   SLICE x2         0.32 / 0.48 s, CPU 0.35 s      AUTO      0.30-0.32 / 0.48-0.52 s, CPU 0.38-0.51 s
+# Threads don't make one request reliably faster here (within noise) and cost 10-20 % more CPU, which
+# concurrent requests pay for: one thread. On many-core machines pass threads=0 (AUTO) for latency.
 DECODE_THREADS = 1
 
 # Demuxers that must never be accepted: still images, text rendered as video, and playlists or lists of other
@@ -350,17 +352,18 @@ class _Converter:
         self.rotation = _rotation(first)
         width, height = first.width, first.height
         _check_size(width, height, limits)  # the header may not have known the size
-        self.coded_size = (width, height)
         self.out_w, self.out_h, self.scale = analysis_size(width, height, max_side)
         turned = self.rotation in (90, 270)
         self.width, self.height = (height, width) if turned else (width, height)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of every array returned (a stream that changes size mid-way is scaled to the first size)."""
+        turned = self.rotation in (90, 270)
+        return (self.out_w, self.out_h, 3) if turned else (self.out_h, self.out_w, 3)
+
     def __call__(self, frame: Any) -> np.ndarray:
-        if (frame.width, frame.height) == self.coded_size:
-            w, h = self.out_w, self.out_h
-        else:  # a stream that changes size mid-way: keep the scale of the first frame
-            w, h = max(1, round(frame.width * self.scale)), max(1, round(frame.height * self.scale))
-        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+        rgb = frame.to_ndarray(format="rgb24", width=self.out_w, height=self.out_h)
         if self.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, self.rotation // 90))
         return rgb
@@ -472,7 +475,7 @@ def sample_video(
             _check_duration(frame_count / fps, limits)
         targets = evenly_spaced_indices(frame_count, num_frames)
 
-        frames: list[np.ndarray] = []
+        frames = np.empty(0, np.uint8)  # (len(targets), H, W, 3), allocated at the first frame
         indices: list[int] = []
         times: list[float] = []
         with inp.open() as container:
@@ -489,8 +492,9 @@ def sample_video(
                 if convert is None:
                     convert = _Converter(frame, max_side, limits)
                     start = _start_time(header.start, frame)
+                    frames = np.empty((len(targets), *convert.shape), np.uint8)
                 if index == targets[next_target]:
-                    frames.append(convert(frame))
+                    frames[len(indices)] = convert(frame)
                     indices.append(index)
                     times.append(_frame_time(frame, index, fps, start))
                     next_target += 1
@@ -503,11 +507,11 @@ def sample_video(
             if next_target < len(targets):  # ended early: nearest decoded frame for the targets left
                 frame_count = decoded
                 if last is not None and (not indices or last[0] > indices[-1]):
-                    frames.append(convert(last[1]))
+                    frames[len(indices)] = convert(last[1])
                     indices.append(last[0])
                     times.append(_frame_time(last[1], last[0], fps, start))
     return SampledVideo(
-        frames=np.stack(frames),
+        frames=frames if len(indices) == len(frames) else frames[: len(indices)].copy(),
         indices=np.asarray(indices, dtype=np.int64),
         timestamps=np.asarray(times, dtype=np.float32),
         fps=fps,

@@ -74,3 +74,16 @@ def test_pyramid_scales_cover_min_face_to_whole_frame() -> None:
     scales = pyramid_scales(360, 640, min_face=24, factor=0.709)
     assert scales[0] == pytest.approx(0.5)
     assert 360 * scales[-1] >= 12 and 360 * scales[-1] * 0.709 < 12
+
+
+def test_a_videos_faces_do_not_depend_on_what_it_is_batched_with(nets: MtcnnNets) -> None:
+    img = astronaut()
+    video = np.stack([img] * 6)
+    small = np.full_like(video, 128)
+    small[:, 300:400, 300:400] = img[40:240:2, 150:350:2][:100, :100]  # a second, small face
+    alone = detect_faces(video, nets, DetectorParams(probe_frames=2))
+    both = detect_faces(
+        np.concatenate([video, small]), nets, DetectorParams(probe_frames=2), video_ids=np.repeat([0, 1], 6)
+    )
+    for a, b in zip(alone, both[:6], strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)

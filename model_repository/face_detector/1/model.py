@@ -60,7 +60,9 @@ class TritonPythonModel:
             by_size[frames.shape[1:3]].append(i)
         for members in by_size.values():
             try:
-                found = detect_faces(np.concatenate([videos[i][0] for i in members]), self.nets, self.params)
+                frames = np.concatenate([videos[i][0] for i in members])
+                owner = np.repeat(np.arange(len(members)), [len(videos[i][0]) for i in members])
+                found = detect_faces(frames, self.nets, self.params, video_ids=owner)
             except Exception as exc:  # noqa: BLE001 - a failing BLS call fails these requests, not the server
                 for i in members:
                     responses[i] = internal_error(f"face detection failed: {exc}")
