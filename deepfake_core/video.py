@@ -53,12 +53,13 @@ __all__ = [
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 
-# Decoder threads. Measured on this 2-core machine (shared with other jobs, so noisy): sample_video(T=32) on
-# tests/media.hd_clip (10 s, 1280x720, 30 fps, H.264), 15-21 interleaved runs, wall best / median, CPU median:
-#   1 thread (NONE)  0.30 / 0.54 s, CPU 0.34 s      FRAME x2  0.28-0.35 / 0.49-0.52 s, CPU 0.40-0.48 s
-#   SLICE x2         0.32 / 0.48 s, CPU 0.35 s      AUTO      0.30-0.32 / 0.48-0.52 s, CPU 0.38-0.51 s
-# Threads don't make one request reliably faster here (within noise) and cost 10-20 % more CPU, which
-# concurrent requests pay for: one thread. On many-core machines pass threads=0 (AUTO) for latency.
+# Decoder threads. Measured on this 2-core machine (shared with other jobs: load 4-5, so noisy) with
+# sample_video(T=32) on tests/media.hd_clip (10 s, 1280x720, 30 fps, H.264), interleaved runs, medians:
+#   one request:            1 thread 0.39-0.55 s (CPU 0.34-0.45 s); AUTO 0.35-0.48 s (CPU 0.38-0.52 s);
+#                           SLICE x2 / FRAME x2 in between
+#   4 requests, 2 workers:  1 thread 1.21 s (best 0.76 s); AUTO 1.44 s (best 1.05 s); AUTO x2 1.13 s (0.88 s)
+# Threads buy ~10 % latency for a lone request on an idle machine and cost 10-20 % more CPU, which concurrent
+# requests pay for: one thread. On many-core machines pass threads=0 (AUTO) for latency.
 DECODE_THREADS = 1
 
 # Demuxers that must never be accepted: still images, text rendered as video, and playlists or lists of other
