@@ -11,6 +11,7 @@ from tritonclient.utils import InferenceServerException
 from deepfake_core.detector_io import (
     CROPS_OUTPUT,
     ENSEMBLE,
+    MAPS_OUTPUT,
     NUM_FRAMES_INPUT,
     VERDICT_OUTPUTS,
     VIDEO_INPUT,
@@ -53,8 +54,11 @@ class DetectorClient:
         except (InferenceServerException, OSError):
             return False
 
-    def detect(self, video: bytes, num_frames: int | None = None, with_crops: bool = False) -> DetectorResult:
-        """Analyse one video. Raises VideoRejectedError or ServerUnavailableError."""
+    def detect(
+        self, video: bytes, num_frames: int | None = None, with_crops: bool = False, with_maps: bool = False
+    ) -> DetectorResult:
+        """Analyse one video (optionally with the face crops / feature maps). Raises VideoRejectedError or
+        ServerUnavailableError."""
         m = self._module
         arr = video_tensor(video)
         inputs = [m.InferInput(VIDEO_INPUT, list(arr.shape), "UINT8")]
@@ -63,7 +67,7 @@ class DetectorClient:
             nf = num_frames_tensor(num_frames)
             inputs.append(m.InferInput(NUM_FRAMES_INPUT, list(nf.shape), "INT32"))
             inputs[-1].set_data_from_numpy(nf)
-        names = list(VERDICT_OUTPUTS) + ([CROPS_OUTPUT] if with_crops else [])
+        names = list(VERDICT_OUTPUTS) + ([CROPS_OUTPUT] if with_crops else []) + ([MAPS_OUTPUT] if with_maps else [])
         outputs = [m.InferRequestedOutput(n) for n in names]
         try:
             if self.protocol == "grpc":

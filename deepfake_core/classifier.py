@@ -265,11 +265,15 @@ class TemporalClassifier(nn.Module):
         """Per-frame logits ``[N]`` for independent frames ``[N, 3, H, W]`` (e.g. for per-frame Grad-CAM)."""
         return self.frame_head(self.dropout(self.frame_encoder(frames))).squeeze(-1)
 
-    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+    def feature_maps(self, faces: torch.Tensor) -> torch.Tensor:
+        """The frame encoder's last feature maps ``[B, T, C, h, w]`` (Grad-CAM's target layer's output)."""
         batch, frames = faces.shape[0], faces.shape[1]
+        return self.frame_encoder.feature_map(faces.flatten(0, 1)).unflatten(0, (batch, frames))
+
+    def head(self, maps: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        """Everything after the feature maps: pooling, frame head, temporal model, video head."""
         present = mask > 0.5
-        features = self.frame_encoder(faces.flatten(0, 1)).unflatten(0, (batch, frames))  # [B, T, C]
-        features = self.dropout(features)
+        features = self.dropout(maps.mean((3, 4)))  # [B, T, C]
 
         frame_logits = self.frame_head(features).squeeze(-1)
         frame_logits = torch.where(present, frame_logits, 0.0)
@@ -288,23 +292,30 @@ class TemporalClassifier(nn.Module):
         video_logit = torch.where(any_face, video_logit, 0.0)
         return ClassifierOutput(video_logit, frame_logits)
 
+    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        return self.head(self.feature_maps(faces), mask)
+
 
 class ExportWrapper(nn.Module):
     """ONNX/Triton signature: ``FACES [B,T,3,H,W], FACE_MASK [B,T] -> PROB_FAKE [B,1], VIDEO_LOGIT [B,1],
-    FRAME_SCORES [B,T]`` (frame probabilities, 0 where the mask is 0)."""
+    FRAME_SCORES [B,T]`` (frame probabilities, 0 where the mask is 0) ``, FEATURE_MAPS [B,T,C,h,w]`` (float16: the
+    frame encoder's last maps, so the gateway's Grad-CAM needs only the cheap head on the served activations)."""
 
     input_names = ("FACES", "FACE_MASK")
-    output_names = ("PROB_FAKE", "VIDEO_LOGIT", "FRAME_SCORES")
+    output_names = ("PROB_FAKE", "VIDEO_LOGIT", "FRAME_SCORES", "FEATURE_MAPS")
 
     def __init__(self, model: TemporalClassifier) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        video_logit, frame_logits = self.model(faces, mask)
+    def forward(
+        self, faces: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        maps = self.model.feature_maps(faces)
+        video_logit, frame_logits = self.model.head(maps, mask)
         frame_scores = torch.where(mask > 0.5, torch.sigmoid(frame_logits), 0.0)
         video_logit = video_logit.unsqueeze(1)
-        return torch.sigmoid(video_logit), video_logit, frame_scores
+        return torch.sigmoid(video_logit), video_logit, frame_scores, maps.half()
 
 
 def resolve_arch(arch: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from deepfake_core import constants as C
 ENSEMBLE = "deepfake_detector"
 VIDEO_INPUT = "VIDEO"
 NUM_FRAMES_INPUT = "NUM_FRAMES"
-# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) only when asked for: it is large.
+# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) and FEATURE_MAPS (T x 1280 x 7 x 7 float16,
+# for Grad-CAM) only when asked for: they are large.
 VERDICT_OUTPUTS = (
     "PROB_FAKE",
     "VIDEO_LOGIT",
@@ -33,6 +34,7 @@ VERDICT_OUTPUTS = (
     "FRAME_SIZE",
 )
 CROPS_OUTPUT = "FACE_CROPS"
+MAPS_OUTPUT = "FEATURE_MAPS"
 
 
 def video_tensor(data: bytes) -> np.ndarray:
@@ -63,6 +65,7 @@ class DetectorResult:
     width: int
     height: int
     face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
+    feature_maps: np.ndarray | None = None  # [T, 1280, 7, 7] float16 when requested
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:
@@ -91,6 +94,7 @@ class DetectorResult:
             width=int(size[0]),
             height=int(size[1]),
             face_crops=None if get(CROPS_OUTPUT) is None else out(CROPS_OUTPUT),
+            feature_maps=None if get(MAPS_OUTPUT) is None else out(MAPS_OUTPUT),
         )
 
     def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> str:

@@ -48,12 +48,20 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")
-# The checkpoint exported when none is given; None = the seeded untrained classifier.
-# Bundled weights only need this one line changed.
-DEFAULT_CHECKPOINT: Path | None = None
+# The checkpoint exported when none is given (the bundled weights, see docs/MODEL_CARD.md); None = the seeded
+# untrained classifier (`python -m export --untrained`).
+DEFAULT_CHECKPOINT: Path | None = Path(__file__).resolve().parent.parent / "weights" / "classifier.pt"
 
 OPSET = 17
 ATOL = 1e-4  # max abs difference allowed between ONNX Runtime and torch outputs
+# Logit outputs are unbounded: a trained classifier gives logits of tens, where float32 rounding differences of
+# torch and ORT kernels scale with the magnitude. They are compared relative to max(1, |torch value|) instead
+# (i.e. absolute up to |logit| 1, relative above); probabilities (PROB_FAKE, FRAME_SCORES) and the MTCNN outputs
+# keep the plain absolute ATOL, so what the service reports is still checked to 1e-4.
+RELATIVE_OUTPUTS = frozenset({"VIDEO_LOGIT"})
+# FEATURE_MAPS (for the gateway's Grad-CAM) leave the graph as float16: torch and ORT may round a value to adjacent
+# float16 steps (2**-10 relative apart), so they get their own relative tolerance.
+FLOAT16_OUTPUTS = {"FEATURE_MAPS": 2e-3}
 VERSION_DIR = "1"
 MODEL_FILE = "model.onnx"
 STAMP_FILE = ".export-stamp.json"
@@ -208,6 +216,7 @@ def _classifier_job(checkpoint: Path | None) -> ExportJob:
             "PROB_FAKE": {0: "batch"},
             "VIDEO_LOGIT": {0: "batch"},
             "FRAME_SCORES": {0: "batch", 1: "frames"},
+            "FEATURE_MAPS": {0: "batch", 1: "frames"},
         },
         trace_inputs=(_faces(rng, 2, 3), _mask([[1, 1, 1], [1, 0, 1]])),
         check_inputs=[
@@ -301,13 +310,18 @@ def _verify(job: ExportJob, module: nn.Module, onnx_path: Path) -> float:
             if want.shape != got.shape:
                 message = f"{out_name} shape {got.shape} != torch {want.shape} for inputs {shapes}"
                 raise ExportCheckError(f"{job.name}: {message}")
-            diff = float(np.max(np.abs(want - got))) if want.size else 0.0
-            if not diff <= ATOL:  # also catches NaN
+            relative = out_name in RELATIVE_OUTPUTS or out_name in FLOAT16_OUTPUTS
+            want, got = want.astype(np.float64), got.astype(np.float64)
+            scale = np.maximum(1.0, np.abs(want)) if relative else 1.0
+            diff = float(np.max(np.abs(want - got) / scale)) if want.size else 0.0
+            limit = FLOAT16_OUTPUTS.get(out_name, ATOL)
+            if not diff <= limit:  # also catches NaN
                 raise ExportCheckError(
-                    f"{job.name}: ONNX Runtime differs from torch on {out_name} by {diff:.3g} > {ATOL:g} "
+                    f"{job.name}: ONNX Runtime differs from torch on {out_name} by {diff:.3g} > {limit:g} "
                     f"for inputs {shapes}; nothing written"
                 )
-            worst = max(worst, diff)
+            if out_name not in FLOAT16_OUTPUTS:
+                worst = max(worst, diff)
     return worst
 
 

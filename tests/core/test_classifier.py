@@ -62,9 +62,12 @@ def test_full_model_shapes_and_gradcam_layer(full: TemporalClassifier) -> None:
 
 def test_export_wrapper_outputs(small: TemporalClassifier) -> None:
     faces, mask = _faces(2, 4), torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
-    prob, logit, scores = _run(ExportWrapper(small).eval(), faces, mask)
+    prob, logit, scores, maps = _run(ExportWrapper(small).eval(), faces, mask)
     video_logit, frame_logits = _run(small, faces, mask)
     assert prob.shape == (2, 1) and logit.shape == (2, 1) and scores.shape == (2, 4)
+    assert maps.dtype == torch.float16 and maps.shape[:3] == (2, 4, small.frame_encoder.out_features)
+    with torch.no_grad():
+        torch.testing.assert_close(small.head(maps.float(), mask).video_logit, video_logit, atol=0.05, rtol=0.05)
     torch.testing.assert_close(logit[:, 0], video_logit)
     torch.testing.assert_close(prob[:, 0], torch.sigmoid(video_logit))
     torch.testing.assert_close(scores, torch.sigmoid(frame_logits) * mask)

@@ -45,7 +45,7 @@ def http_client(triton: TritonProcess) -> Iterator[DetectorClient]:
 
 @pytest.fixture(scope="module")
 def face_result(grpc_client: DetectorClient, media: dict[str, object]) -> DetectorResult:
-    return grpc_client.detect(Path(media["face"]).read_bytes(), with_crops=True)  # type: ignore[arg-type]
+    return grpc_client.detect(Path(media["face"]).read_bytes(), with_crops=True, with_maps=True)  # type: ignore[arg-type]
 
 
 def test_verdict_over_grpc(face_result: DetectorResult) -> None:
@@ -64,7 +64,7 @@ def test_http_gives_the_same_verdict(http_client: DetectorClient, media: dict, f
     r = http_client.detect(Path(media["face"]).read_bytes())
     assert r.prob_fake == pytest.approx(face_result.prob_fake, abs=1e-6)
     np.testing.assert_allclose(r.face_boxes, face_result.face_boxes, atol=1e-3)
-    assert r.face_crops is None  # only sent when asked for
+    assert r.face_crops is None and r.feature_maps is None  # only sent when asked for
 
 
 def test_face_box_matches_known_position_in_every_frame(face_result: DetectorResult, media: dict) -> None:
@@ -82,9 +82,13 @@ def test_triton_probability_equals_pytorch_twin(face_result: DetectorResult) -> 
     faces = torch.from_numpy(normalize_crops(face_result.face_crops))[None]
     mask = torch.from_numpy(face_result.has_face.astype(np.float32))[None]
     with torch.no_grad():
-        video_logit, frame_logits = model(faces, mask)
+        maps = model.feature_maps(faces)
+        video_logit, frame_logits = model.head(maps, mask)
     assert float(torch.sigmoid(video_logit)[0]) == pytest.approx(face_result.prob_fake, abs=1e-3)
     np.testing.assert_allclose(torch.sigmoid(frame_logits)[0].numpy(), face_result.frame_scores, atol=1e-3)
+    # the served feature maps (Grad-CAM's activations) are the twin's, to float16 precision
+    assert face_result.feature_maps is not None and face_result.feature_maps.dtype == np.float16
+    np.testing.assert_allclose(face_result.feature_maps.astype(np.float32), maps[0].numpy(), rtol=2e-3, atol=2e-3)
 
 
 def test_faceless_video_is_not_an_error(grpc_client: DetectorClient, media: dict) -> None:
