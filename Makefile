@@ -50,7 +50,7 @@ test: export
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks
+	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks gateway
 
 bench-triton: export
 	$(PY) -m benchmarks.triton_bench

@@ -112,6 +112,16 @@ def overlay_location(output_url: str | None, data_dir: Path) -> str:
     return output_url
 
 
+def pretty_json(body: dict[str, Any]) -> str:
+    """Indented JSON with one line per frame score (readable in a terminal)."""
+    frames = body.get("frame_scores")
+    if not isinstance(frames, list) or not frames:
+        return json.dumps(body, indent=2)
+    text = json.dumps({**body, "frame_scores": "@FRAMES@"}, indent=2)
+    rows = ",\n".join(f"    {json.dumps(f)}" for f in frames)
+    return text.replace('"@FRAMES@"', f"[\n{rows}\n  ]")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__.splitlines()[0])
     p.add_argument("--gateway", default=DEFAULT_GATEWAY, help="base URL of the gateway (started when not up)")
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 with video.open("rb") as f:
                     r = client.post("/api/v1/predict/upload", files={"file": (video.name, f, "video/mp4")})
         body = r.json()
-        print(json.dumps(body, indent=2))
+        print(pretty_json(body))
         if r.status_code != 200:
             sys.exit(f"the gateway answered {r.status_code}")
         print(f"\nverdict: {body['predicted_class']} ({body['confidence']}%), {body['execution_time']}")

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 
+from deepfake_core import constants as C
 from deepfake_core.checkpoint import load_or_untrained
 from gateway.api.deps import Services
 from gateway.api.routes import ROUTERS
@@ -36,8 +38,16 @@ DESCRIPTION = (
 
 
 def _load_gradcam(settings: Settings) -> tuple[GradCamEngine, dict[str, Any]]:
+    """The PyTorch twin (same checkpoint as the ONNX) in its Grad-CAM engine, warmed up: the first backward pass
+    is several times slower than the next ones, and should not be a user's request."""
     model, metadata = load_or_untrained(settings.checkpoint)
-    return GradCamEngine(model, device=settings.gradcam_device), metadata
+    engine = GradCamEngine(model, device=settings.gradcam_device)
+    channels = model.frame_encoder.out_features
+    side = int(metadata.get("crop_size", C.CROP_SIZE)) // 32  # the encoder's stride
+    engine.compute_from_maps(
+        np.zeros((settings.num_frames, channels, side, side), np.float16), np.ones(settings.num_frames, bool)
+    )
+    return engine, metadata
 
 
 async def build_services(settings: Settings, metrics: Metrics) -> Services:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
@@ -91,16 +92,16 @@ def write_video(
     path = Path(path)
     codec = codec or default_codec(path)
     rate = Fraction(fps).limit_denominator(1001 * 1000)
-    container_options = (
-        {"movflags": "+faststart"} if faststart and path.suffix.lower() in (".mp4", ".mov") else {}
-    )
+    container_options = {"movflags": "+faststart"} if faststart and path.suffix.lower() in (".mp4", ".mov") else {}
     count = 0
     with av.open(str(path), mode="w", options=container_options) as container:
-        stream = None
+        stream: av.video.stream.VideoStream | None = None
         for rgb in frames:
             if stream is None:
                 height, width = rgb.shape[:2]
-                stream = container.add_stream(codec, rate=rate, options=_codec_options(codec))
+                stream = cast(
+                    av.video.stream.VideoStream, container.add_stream(codec, rate=rate, options=_codec_options(codec))
+                )
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 if rotation:
                     stream.set_display_rotation(rotation)
@@ -128,9 +129,7 @@ def _background(width: int, height: int) -> np.ndarray:
     """A soft textured background (gradients and smooth noise), the same in every frame."""
     rng = np.random.default_rng(1234)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [90 + 60 * xx / width, 110 + 40 * yy / height, 140 - 50 * xx / width * yy / height], axis=-1
-    )
+    base = np.stack([90 + 60 * xx / width, 110 + 40 * yy / height, 140 - 50 * xx / width * yy / height], axis=-1)
     noise = cv2.resize(
         rng.normal(0, 12, (max(2, height // 24), max(2, width // 24), 3)).astype(np.float32),
         (width, height),
@@ -163,9 +162,7 @@ def face_frames(
         x0 = int(np.clip(round(cx - new_w / 2), 0, width - new_w))
         y0 = int(np.clip(round(cy - new_h / 2), 0, height - new_h))
         frame = background.copy()
-        frame[y0 : y0 + new_h, x0 : x0 + new_w] = cv2.resize(
-            patch, (new_w, new_h), interpolation=cv2.INTER_AREA
-        )
+        frame[y0 : y0 + new_h, x0 : x0 + new_w] = cv2.resize(patch, (new_w, new_h), interpolation=cv2.INTER_AREA)
         box = (
             x0 + (fx1 - px1) * sx,
             y0 + (fy1 - py1) * sy,
@@ -201,9 +198,7 @@ def face_video(
     return boxes
 
 
-def faceless_frames(
-    width: int = 640, height: int = 360, fps: float = 25, seconds: float = 1.0
-) -> Iterator[np.ndarray]:
+def faceless_frames(width: int = 640, height: int = 360, fps: float = 25, seconds: float = 1.0) -> Iterator[np.ndarray]:
     """Moving gradients and shapes, no face."""
     count = max(1, round(seconds * fps))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)

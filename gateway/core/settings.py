@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address uvicorn binds")
     port: int = Field(default=5050, ge=0, le=65535, description="port uvicorn binds")
     public_base_url: str = Field(
-        default="http://127.0.0.1:5050", description="absolute base of output_url (local storage)"
+        default="", description="absolute base of output_url with local storage (default: http://HOST:PORT)"
     )
 
     # Triton
@@ -103,10 +103,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("public_base_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    @model_validator(mode="after")
+    def _default_base_url(self) -> Settings:
+        """``http://HOST:PORT`` (loopback for a wildcard bind) unless given; never a trailing slash."""
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_base_url = f"http://{host}:{self.port}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
 
     @model_validator(mode="after")
     def _cloudinary_needs_url(self) -> Settings:

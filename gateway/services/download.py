@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -165,9 +166,12 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         policy: HostPolicy,
         inner: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver = system_resolver,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         # No keep-alive: a pooled TLS connection is keyed by IP and must not be reused for another hostname.
-        self._inner = inner or httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0), retries=0)
+        self._inner = inner or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_keepalive_connections=0), retries=0, verify=verify
+        )
         self._policy = policy
         self._resolver = resolver
 
@@ -209,12 +213,19 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
 
 
 def build_download_client(
-    allowed_hosts: Iterable[str], connect_timeout_s: float, read_timeout_s: float, resolver: Resolver = system_resolver
+    allowed_hosts: Iterable[str],
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    resolver: Resolver = system_resolver,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
-    """The long-lived HTTP client of downloads, guarded by ``GuardedTransport``; redirects are followed by hand."""
+    """The long-lived HTTP client of downloads, guarded by ``GuardedTransport``; redirects are followed by hand.
+
+    ``verify``: TLS verification (the system's CAs by default; tests pass a context trusting their own CA).
+    """
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     return httpx.AsyncClient(
-        transport=GuardedTransport(HostPolicy.parse(allowed_hosts), resolver=resolver),
+        transport=GuardedTransport(HostPolicy.parse(allowed_hosts), resolver=resolver, verify=verify),
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "video/*, application/octet-stream;q=0.9, */*;q=0.5"},
@@ -397,6 +408,8 @@ class _MultipartSink:
             self._is_file = True
             raw = options.get(b"filename")
             self.filename = raw.decode("utf-8", "replace") if raw is not None else None
+        elif b"filename" in options:
+            raise InvalidRequest(f"unexpected file part {self._name!r}: send the video in the {self.file_field!r} part")
         elif len(self.fields) >= self.MAX_FIELDS:
             raise InvalidRequest("too many form fields")
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepfake_core import constants as C
 from deepfake_core.detector_io import DetectorResult
 from deepfake_core.video import VideoError, VideoLimits, probe_video
@@ -28,7 +30,7 @@ from gateway.services.download import new_temp_path, removing
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import STAGES, Metrics
 from gateway.services.render import render_overlay
-from gateway.services.storage import Storage
+from gateway.services.storage import Storage, StorageError
 from gateway.services.triton import TritonService
 
 log = logging.getLogger("gateway.pipeline")
@@ -164,19 +166,21 @@ class Pipeline:
     async def _infer(self, job: PredictJob) -> DetectorResult:
         start = time.perf_counter()
         video = await asyncio.to_thread(job.source.read_bytes)
-        result = await self.triton.detect(video, job.num_frames, with_crops=job.heatmap)
+        result = await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
         job.timings["inference"] = time.perf_counter() - start
         return result
 
-    async def _gradcam(self, job: PredictJob, result: DetectorResult) -> Any:
-        if not (job.heatmap and result.face_found and result.face_crops is not None):
+    async def _gradcam(self, job: PredictJob, result: DetectorResult) -> np.ndarray | None:
+        if not (job.heatmap and result.face_found and result.feature_maps is not None):
             return None
         start = time.perf_counter()
-        cams = await asyncio.to_thread(self.gradcam.compute, result.face_crops, result.has_face)
+        cams = await asyncio.to_thread(self.gradcam.compute_from_maps, result.feature_maps, result.has_face)
         job.timings["gradcam"] = time.perf_counter() - start
         return cams
 
-    async def _render_and_store(self, job: PredictJob, result: DetectorResult, cams: Any, label: str) -> str | None:
+    async def _render_and_store(
+        self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str
+    ) -> str | None:
         s = self.settings
         rendered = new_temp_path(s.tmp_dir, f"{job.request_id}-overlay", ".mp4")
         with removing(rendered):
@@ -237,7 +241,13 @@ class Pipeline:
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    """An exception as a short, single-line message (GatewayError's own message when it is one)."""
-    text = exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
+    """A short, single-line message for the ``errors`` entry. Only messages written for users are passed on
+    (StorageError redacts credentials, VideoError speaks of the video); anything else stays in the log."""
+    if isinstance(exc, GatewayError):
+        text = exc.message
+    elif isinstance(exc, (StorageError, VideoError)):
+        text = str(exc)
+    else:
+        text = f"unexpected {type(exc).__name__}; see the gateway log"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

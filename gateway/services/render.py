@@ -85,7 +85,7 @@ def _rate(fps: float) -> Fraction:
 
 
 def measure_floor(
-    source: str | Path, destination: Path, *, max_side: int = 720, preset: str = "ultrafast", crf: int = 23
+    source: str | Path, destination: str | Path, *, max_side: int = 720, preset: str = "ultrafast", crf: int = 23
 ) -> float:
     """Seconds to decode ``source`` and encode it again with the overlay's settings and no drawing (the floor)."""
     start = time.perf_counter()
@@ -158,7 +158,7 @@ class _Overlay:
             k = before if index - self.indices[before] <= self.indices[after] - index else after
         if not self.has_face[k]:
             return k, None
-        if 0 <= before and after < n and self.has_face[before] and self.has_face[after]:
+        if before >= 0 and after < n and self.has_face[before] and self.has_face[after]:
             span = self.indices[after] - self.indices[before]
             if span > 0:
                 w = (index - self.indices[before]) / span
@@ -186,16 +186,15 @@ class _Overlay:
         heat = self._coloured_heat(slot)
         x1, y1, x2, y2 = rect
         hh, hw = heat.shape[:2]
-        ax = hw / max(region[2] - region[0], 1e-6)
-        ay = hh / max(region[3] - region[1], 1e-6)
-        # Output pixel (x1 + u) has its centre at x1 + u + 0.5; map centres to heatmap pixel coordinates.
-        matrix = np.array(
-            [[ax, 0.0, (x1 + 0.5 - region[0]) * ax - 0.5], [0.0, ay, (y1 + 0.5 - region[1]) * ay - 0.5]]
-        )
-        patch = cv2.warpAffine(
-            heat, matrix, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        ax = hw / max(float(region[2] - region[0]), 1e-6)
+        ay = hh / max(float(region[3] - region[1]), 1e-6)
+        # The heatmap pixels under the face box (to the nearest pixel: about 1/100 of the box), resized to it.
+        # cv2.resize of this small patch is ~5x faster than an exact warpAffine of the whole heatmap.
+        u1 = min(max(int((x1 - region[0]) * ax), 0), hw - 1)
+        v1 = min(max(int((y1 - region[1]) * ay), 0), hh - 1)
+        u2 = min(max(int(np.ceil((x2 - region[0]) * ax)), u1 + 1), hw)
+        v2 = min(max(int(np.ceil((y2 - region[1]) * ay)), v1 + 1), hh)
+        patch = cv2.resize(heat[v1:v2, u1:u2], (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
         self._patch_key, self._patch = key, patch
         return patch
 
@@ -214,7 +213,7 @@ class _Overlay:
         x = max(4, h // 3)
         cv2.putText(layer, self.label, (x, baseline_y), _FONT, font_scale, label_colour, thick + 1, cv2.LINE_AA)
         cv2.putText(layer, text, (x + label_w + h // 2, baseline_y), _FONT, font_scale, _TEXT_RGB, thick, cv2.LINE_AA)
-        mask = layer.any(axis=2, keepdims=True)
+        mask = layer.any(axis=2).astype(np.uint8)
         self._banners[text] = (layer, mask)
         return layer, mask
 
@@ -243,12 +242,12 @@ class _Overlay:
         strip = frame[: self.banner_h]
         np.right_shift(strip, 2, out=strip)  # darken to a quarter: the banner stays see-through
         layer, mask = self._banner(self.banner_text(slot, box is not None))
-        np.copyto(strip, layer, where=mask)
+        cv2.copyTo(layer, mask, strip)  # in place; ~100x faster than np.copyto(where=)
 
 
 def render_overlay(
     source: str | Path,
-    destination: Path,
+    destination: str | Path,
     result: DetectorResult,
     cams: np.ndarray | None,
     *,

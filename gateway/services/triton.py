@@ -7,6 +7,7 @@ UNAVAILABLE and connection failures -> TritonUnavailable (503 + Retry-After), DE
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import tritonclient.grpc.aio as grpcclient
@@ -14,8 +15,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from deepfake_core.detector_io import (
-    CROPS_OUTPUT,
     ENSEMBLE,
+    MAPS_OUTPUT,
     NUM_FRAMES_INPUT,
     VERDICT_OUTPUTS,
     VIDEO_INPUT,
@@ -79,18 +80,10 @@ class TritonService:
         except (TimeoutError, InferenceServerException, OSError):
             return False
 
-    async def detect(self, video: bytes, num_frames: int, with_crops: bool) -> DetectorResult:
-        """Analyse one video; FACE_CROPS is requested only when ``with_crops``."""
-        arr = video_tensor(video)
-        nf = num_frames_tensor(num_frames)
-        inputs = [
-            InferInput(VIDEO_INPUT, list(arr.shape), "UINT8"),
-            InferInput(NUM_FRAMES_INPUT, list(nf.shape), "INT32"),
-        ]
-        inputs[0].set_data_from_numpy(arr)
-        inputs[1].set_data_from_numpy(nf)
-        names = list(VERDICT_OUTPUTS) + ([CROPS_OUTPUT] if with_crops else [])
-        outputs = [InferRequestedOutput(n) for n in names]
+    async def detect(self, video: bytes, num_frames: int, with_maps: bool) -> DetectorResult:
+        """Analyse one video; FEATURE_MAPS (for Grad-CAM) is requested only when ``with_maps``."""
+        # Serialising a large video into the request copies it: done off the event loop.
+        inputs, outputs = await asyncio.to_thread(_request, video, num_frames, with_maps)
         try:
             result = await self._client.infer(ENSEMBLE, inputs, outputs=outputs, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
@@ -104,3 +97,14 @@ class TritonService:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _request(video: bytes, num_frames: int, with_maps: bool) -> tuple[list[InferInput], list[InferRequestedOutput]]:
+    """The ensemble's inputs (VIDEO, NUM_FRAMES) and requested outputs."""
+    arr = video_tensor(video)
+    nf = num_frames_tensor(num_frames)
+    inputs = [InferInput(VIDEO_INPUT, list(arr.shape), "UINT8"), InferInput(NUM_FRAMES_INPUT, list(nf.shape), "INT32")]
+    inputs[0].set_data_from_numpy(arr)
+    inputs[1].set_data_from_numpy(nf)
+    names = list(VERDICT_OUTPUTS) + ([MAPS_OUTPUT] if with_maps else [])
+    return inputs, [InferRequestedOutput(n) for n in names]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +99,11 @@ class _VideoHTTPServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _VideoHandler)
         self.root = root
         self.seen: list[dict[str, str]] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (the gateway enforcing a limit) is expected; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class VideoServer:

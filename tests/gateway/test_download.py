@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -216,3 +222,48 @@ async def test_upload_is_streamed_to_disk_with_a_limit(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         await receive_upload(_chunks(b"garbage without boundary"), ctype, tmp_dir=tmp_path, max_bytes=1000)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, video_server: VideoServer) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for the name ``video.test`` only."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=video.test",
+         "-addext", "subjectAltName=DNS:video.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(video_server.root)))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1], cert
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.asyncio
+async def test_https_to_the_checked_ip_still_verifies_the_hostname(
+    tmp_path: Path, tls_server: tuple[int, Path]
+) -> None:
+    """The URL is rewritten to the checked IP, yet TLS gets the hostname (SNI) and verifies the certificate for it."""
+    port, cert = tls_server
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return {"video.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}[host]
+
+    client = build_download_client(
+        ["127.0.0.1"], 2, 5, resolver=resolver, verify=ssl.create_default_context(cafile=str(cert))
+    )
+    d = Downloader(client, tmp_dir=tmp_path / "tmp", max_bytes=10_000_000, max_redirects=3, total_timeout_s=10)
+    async with d.fetch(f"https://video.test:{port}/face.mp4") as got:
+        assert got.size > 0
+    for wrong in (f"https://127.0.0.1:{port}/face.mp4", f"https://other.test:{port}/face.mp4"):
+        with pytest.raises(DownloadFailed, match="CERTIFICATE_VERIFY_FAILED|certificate|hostname"):
+            async with d.fetch(wrong):
+                pass
+    await client.aclose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.gateway.conftest import (
@@ -140,14 +142,19 @@ def test_unreachable_host_and_redirect_loops_are_424(client: httpx.Client, video
 
 def test_too_large_is_413(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
     data = (video_server.root / "face.mp4").read_bytes()
-    small = make_gateway(max_download_bytes=len(data) // 2, max_upload_bytes=len(data) // 2)
+    smaller = (video_server.root / "faceless.mp4").read_bytes()
+    assert len(smaller) < len(data) - 1
+    small = make_gateway(max_download_bytes=len(data) - 1, max_upload_bytes=len(data) - 1)
     with small.client() as c:
-        for path in ("face.mp4", "chunked/face.mp4", "lying/face.mp4"):
-            assert_error(c.post("/api/v1/predict", json={"url": video_server.url(path)}), 413, "too_large")
+        for path in ("face.mp4", "chunked/face.mp4", "lying/face.mp4"):  # Content-Length, counted, lying header
+            r = c.post("/api/v1/predict", json={"url": video_server.url(path), **FAST})
+            assert str(len(data) - 1) in assert_error(r, 413, "too_large")["error"]["message"]
         upload = c.post("/api/v1/predict/upload", files={"file": ("face.mp4", data, "video/mp4")})
         assert_error(upload, 413, "too_large")
-        ok = c.post("/api/v1/predict/upload", files={"file": ("f.mp4", data[: len(data) // 3])})  # under the limit
-        assert ok.status_code == 422  # ... and truncated: refused for what it is, not for its size
+        # Under the limit: accepted, by URL and by upload.
+        assert c.post("/api/v1/predict", json={"url": video_server.url("faceless.mp4"), **FAST}).status_code == 200
+        ok = c.post("/api/v1/predict/upload", files={"file": ("f.mp4", smaller)}, data={"heatmap": "false"})
+        assert ok.status_code == 200, ok.text
     assert tmp_files(small) == []
 
 
@@ -228,3 +235,38 @@ def test_triton_stopped_mid_test_then_recovers(
         assert tmp_files(gw) == []
     finally:
         own.stop()
+
+
+def test_unexpected_failure_is_a_generic_500_then_recovery(
+    make_gateway: GatewayFactory, video_server: VideoServer
+) -> None:
+    """A real fault under the gateway (its temp folder replaced by a file): 500, no internals leaked, then fine."""
+    gw = make_gateway()
+    tmp = gw.tmp_dir
+    shutil.rmtree(tmp)
+    tmp.write_text("not a folder")
+    try:
+        with gw.client() as c:
+            r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
+            body = assert_error(r, 500, "internal_error")
+            assert "Traceback" not in r.text and str(tmp) not in r.text and "Error" not in body["error"]["message"]
+    finally:
+        tmp.unlink()
+        tmp.mkdir()
+    with gw.client() as c:
+        assert_serves(c, video_server)
+
+
+def test_triton_rejection_is_422_with_the_models_message(
+    client: httpx.Client, video_server: VideoServer, tmp_path: Path
+) -> None:
+    """A video the gateway's probe accepts but video_decode refuses (frame over its pixel limit): Triton's
+    INVALID_ARGUMENT becomes a 422 carrying the model's own words."""
+    from tests.media import write_video
+
+    path = tmp_path / "huge.mp4"
+    write_video(path, [np.full((2176, 4352, 3), 90, np.uint8)] * 2, fps=25)
+    r = client.post("/api/v1/predict/upload", files={"file": ("huge.mp4", path.read_bytes())}, data={"num_frames": "2"})
+    message = assert_error(r, 422, "unsupported_video")["error"]["message"]
+    assert "4352x2176" in message and "in ensemble" not in message
+    assert_serves(client, video_server)

@@ -155,13 +155,40 @@ def test_grad_cam_imports_without_torchvision() -> None:
 
 
 def test_bf16_precision_gives_nearly_the_same_maps(
-    cams: np.ndarray, face_crops: tuple[np.ndarray, np.ndarray]
+    engine: GradCamEngine, face_crops: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    crops, present = face_crops
+    crops, present = face_crops[0][:4], face_crops[1][:4]
+    exact = engine.compute(crops, present)
     model, _ = load_or_untrained(None)
-    fast = GradCamEngine(model, device="cpu", precision="bf16").compute(crops[:4], present[:4])
-    for i in np.flatnonzero(present[:4]):
-        assert np.corrcoef(fast[i].ravel(), cams[i].ravel())[0, 1] > 0.9
+    fast = GradCamEngine(model, device="cpu", precision="bf16").compute(crops, present)
+    for i in np.flatnonzero(present):
+        assert np.corrcoef(fast[i].ravel(), exact[i].ravel())[0, 1] > 0.9
     assert not fast[1].any()
     with pytest.raises(ValueError):
         GradCamEngine(model, precision="fp16")  # type: ignore[arg-type]
+
+
+def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
+    """The gateway's fast path (Triton's FEATURE_MAPS through the head) explains the same thing as the full twin."""
+    import torch
+    from skimage.data import astronaut
+
+    from deepfake_core.checkpoint import load_or_untrained
+    from deepfake_core.faces import crop_face
+    from deepfake_core.preprocess import normalize_crops
+    from gateway.services.gradcam import GradCamEngine
+
+    model, _ = load_or_untrained(None)
+    crops = np.stack([crop_face(astronaut(), np.array([180, 61, 268, 174], np.float32))] * 4)
+    crops[1] = crops[1][:, ::-1]  # a different frame
+    present = np.array([True, True, False, True])
+    with torch.no_grad():
+        maps = model.feature_maps(torch.from_numpy(normalize_crops(crops))[None])[0].half().numpy()
+    engine = GradCamEngine(model)
+    fast = engine.compute_from_maps(maps, present)
+    slow = engine.compute(crops, present)
+    assert fast.shape == slow.shape == (4, 224, 224)
+    assert fast[2].max() == 0.0 and fast[0].std() > 0.05
+    for i in (0, 1, 3):
+        assert np.corrcoef(fast[i].ravel(), slow[i].ravel())[0, 1] > 0.99
+    assert engine.hooks_left() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.conftest import FAST, GatewayServer, VideoServer
 from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
@@ -32,22 +33,35 @@ def test_info_reports_model_defaults_and_limits(client: httpx.Client, gateway: G
     assert limits["max_num_frames"] == 128 and body["storage"] == "local"
 
 
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus exposition (None when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
 def test_metrics_count_requests_and_stages(client: httpx.Client, video_server: VideoServer) -> None:
+    before = client.get("/metrics").text
     client.get("/api/v1/health")
     assert client.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST}).status_code == 200
     client.post("/api/v1/predict", json={"url": "file:///etc/passwd"})
     text = client.get("/metrics").text
-    assert 'gateway_requests_total{route="/api/v1/health",method="GET",status="200"}' in text
-    assert 'gateway_requests_total{route="/api/v1/predict",method="POST",status="200"}' in text
-    assert 'gateway_requests_total{route="/api/v1/predict",method="POST",status="400"}' in text
-    assert 'gateway_errors_total{type="url_refused"}' in text
+
+    def grew(name: str, **labels: str) -> float:
+        return (metric(text, name, **labels) or 0.0) - (metric(before, name, **labels) or 0.0)
+
+    requests = "gateway_requests_total"
+    assert grew(requests, route="/api/v1/health", method="GET", status="200") == 1
+    assert grew(requests, route="/api/v1/predict", method="POST", status="200") == 1
+    assert grew(requests, route="/api/v1/predict", method="POST", status="400") == 1
+    assert grew("gateway_errors_total", type="url_refused") == 1
     for stage in ("download", "inference", "render", "upload"):
-        line = next(
-            x for x in text.splitlines() if x.startswith(f'gateway_stage_duration_seconds_count{{stage="{stage}"}}')
-        )
-        assert float(line.split()[-1]) >= 1
-    assert "gateway_in_flight_requests" in text
-    assert 'gateway_request_duration_seconds_bucket{route="/api/v1/predict",le="0.05"}' in text
+        assert grew("gateway_stage_duration_seconds_count", stage=stage) == 1
+    assert grew("gateway_request_duration_seconds_count", route="/api/v1/predict") == 2
+    assert metric(text, "gateway_in_flight_requests") == 1  # this /metrics request itself
+    assert metric(text, "gateway_predictions_in_flight") == 0
 
 
 def test_openapi_and_docs(client: httpx.Client) -> None:

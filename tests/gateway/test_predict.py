@@ -132,8 +132,9 @@ def test_heatmap_changes_the_face_box_only(
         mask[max(0, y1 - 40) : y2 + 40, max(0, x1 - 40) : x2 + 40] = False
         mask[:60] = mask[-60:] = False  # banners at the top or bottom may carry per-video text
         far.append(diff[mask].mean())
-    assert min(inside) > 4.0, inside
-    assert max(far) < 1.5, far
+    # Measured: ~50 grey levels inside the box; far away only the encoder's drift (< 2, it grows along a GOP).
+    assert min(inside) > 20.0, inside
+    assert max(far) < 3.0 and max(far) < min(inside) / 10, far
 
 
 def test_faceless_video_is_no_face(

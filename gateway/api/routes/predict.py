@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from deepfake_core import constants as C
 from gateway.api.deps import Services, ServicesDep
 from gateway.api.schemas import ErrorResponse, PredictOptions, PredictRequest, PredictResponse
 from gateway.core.errors import InvalidRequest, TooLarge, request_id_of
@@ -37,7 +38,7 @@ _UPLOAD_SCHEMA = {
     "required": ["file"],
     "properties": {
         "file": {"type": "string", "format": "binary", "description": "the video"},
-        "num_frames": {"type": "integer", "minimum": 1},
+        "num_frames": {"type": "integer", "minimum": 1, "maximum": C.MAX_NUM_FRAMES},
         "heatmap": {"type": "boolean"},
     },
 }
