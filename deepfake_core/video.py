@@ -65,9 +65,7 @@ DECODE_THREADS = 1
 # Demuxers that must never be accepted: still images, text rendered as video, and playlists or lists of other
 # files (they make FFmpeg open other files or URLs).
 _STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe", "ico", "tiff_pipe", "webp_pipe"})
-_TEXT_FORMATS = frozenset(
-    {"tty", "bin", "xbin", "adf", "idf", "srt", "ass", "webvtt", "subviewer", "jacosub"}
-)
+_TEXT_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf", "srt", "ass", "webvtt", "subviewer", "jacosub"})
 # The input itself is a Python file object (custom I/O, no protocol); no protocol is allowed for nested opens.
 _OPEN_OPTIONS = {"protocol_whitelist": "none"}
 _REFERENCE_FORMATS = frozenset({"hls", "dash", "concat", "ffmetadata", "mpl2", "data", "sdp", "rtsp", "imf"})
@@ -290,23 +288,17 @@ def _header(container: Any, stream: Any) -> _Header:
     start = None
     if stream.start_time is not None and stream.time_base:
         start = float(stream.start_time * stream.time_base)
-    return _Header(
-        ctx.width or 0, ctx.height or 0, fps, duration, ctx.name or "", container.format.name, start
-    )
+    return _Header(ctx.width or 0, ctx.height or 0, fps, duration, ctx.name or "", container.format.name, start)
 
 
 def _check_size(width: int, height: int, limits: VideoLimits) -> None:
     if width * height > limits.max_pixels:
-        raise VideoTooLargeError(
-            f"frame size {width}x{height} exceeds the limit of {limits.max_pixels} pixels"
-        )
+        raise VideoTooLargeError(f"frame size {width}x{height} exceeds the limit of {limits.max_pixels} pixels")
 
 
 def _check_duration(duration: float | None, limits: VideoLimits) -> None:
     if duration is not None and duration > limits.max_duration_s:
-        raise VideoTooLargeError(
-            f"duration {duration:.1f} s exceeds the limit of {limits.max_duration_s:g} s"
-        )
+        raise VideoTooLargeError(f"duration {duration:.1f} s exceeds the limit of {limits.max_duration_s:g} s")
 
 
 def _check_header(header: _Header, size: int | None, limits: VideoLimits) -> None:
@@ -327,9 +319,7 @@ def _count_frames(container: Any, stream: Any, limits: VideoLimits) -> int:
             if packet.size and not packet.is_discard:
                 count += 1
                 if count > limits.max_frames:
-                    raise VideoTooLargeError(
-                        f"the video has more than {limits.max_frames} frames (the limit)"
-                    )
+                    raise VideoTooLargeError(f"the video has more than {limits.max_frames} frames (the limit)")
     except VideoError:
         raise
     except Exception:  # truncated or corrupt tail: the packets read so far are what there is

@@ -37,9 +37,7 @@ def _outputs(model: TemporalClassifier) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_float32_round_trip(model: TemporalClassifier, tmp_path: Path) -> None:
-    path = save_checkpoint(
-        tmp_path / "m.pt", model, {"version": "v7", "threshold": 0.42, "metrics": {"auc": 0.9}}
-    )
+    path = save_checkpoint(tmp_path / "m.pt", model, {"version": "v7", "threshold": 0.42, "metrics": {"auc": 0.9}})
     loaded, meta = load_checkpoint(path)
     assert not loaded.training
     for a, b in zip(_outputs(model), _outputs(loaded), strict=True):
@@ -112,9 +110,7 @@ def test_rejects_foreign_files(tmp_path: Path) -> None:
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a deepfake-classifier/1 checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
-    torch.save(
-        {"format": CHECKPOINT_FORMAT, "state_dict": {}, "metadata": {"version": "x"}}, tmp_path / "bad.pt"
-    )
+    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": {}, "metadata": {"version": "x"}}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="metadata lacks"):
         load_checkpoint(tmp_path / "bad.pt")
 

@@ -95,9 +95,7 @@ def test_present_frames_do_influence_the_video(small: TemporalClassifier) -> Non
     video2, frames2 = _run(small, changed, mask)
     assert abs(float(video - video2)) > 1e-4
     assert abs(float(frames[0, 2] - frames2[0, 2])) > 1e-4
-    torch.testing.assert_close(
-        frames[0, [0, 1, 3, 4, 5]], frames2[0, [0, 1, 3, 4, 5]]
-    )  # frame head is per frame
+    torch.testing.assert_close(frames[0, [0, 1, 3, 4, 5]], frames2[0, [0, 1, 3, 4, 5]])  # frame head is per frame
 
 
 def test_all_zero_mask_gives_exactly_zero_logit(small: TemporalClassifier) -> None:
@@ -153,9 +151,7 @@ def test_training_step_runs() -> None:
     model = build_classifier(SMALL).train()
     faces, mask = _faces(2, 3), torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     video, frames = model(faces, mask)
-    loss = (
-        torch.nn.functional.binary_cross_entropy_with_logits(video, torch.tensor([0.0, 1.0])) + frames.sum()
-    )
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(video, torch.tensor([0.0, 1.0])) + frames.sum()
     loss.backward()
     for param in model.gradcam_target_layer().parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0

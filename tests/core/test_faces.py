@@ -12,7 +12,9 @@ from deepfake_core.mtcnn_cascade import FrameFaces
 
 def faces(*boxes: tuple[float, float, float, float], score: float = 0.99) -> FrameFaces:
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return FrameFaces(boxes=b, scores=np.full(len(b), score, np.float32), landmarks=np.zeros((len(b), 5, 2), np.float32))
+    return FrameFaces(
+        boxes=b, scores=np.full(len(b), score, np.float32), landmarks=np.zeros((len(b), 5, 2), np.float32)
+    )
 
 
 def test_iou() -> None:

@@ -112,9 +112,7 @@ def test_output_shapes(nets: tuple[PNet, RNet, ONet]) -> None:
 
 
 @pytest.mark.parametrize("scale", [0.12, 0.1])
-def test_pnet_finds_the_astronaut_face(
-    nets: tuple[PNet, RNet, ONet], astronaut: torch.Tensor, scale: float
-) -> None:
+def test_pnet_finds_the_astronaut_face(nets: tuple[PNet, RNet, ONet], astronaut: torch.Tensor, scale: float) -> None:
     """At the pyramid scales where the ~100 px face becomes P-Net's 12 px cell, the best cell is the face."""
     side = int(512 * scale + 1)  # facenet-pytorch's pyramid rule
     image = F.interpolate(astronaut, size=(side, side), mode="area")

@@ -59,8 +59,7 @@ def nearest_original(frame: np.ndarray, originals: list[np.ndarray]) -> int:
     """Index of the original frame (scaled to ``frame``'s size) closest to ``frame``."""
     h, w = frame.shape[:2]
     errors = [
-        np.abs(cv2.resize(o, (w, h), interpolation=cv2.INTER_AREA).astype(np.int16) - frame).mean()
-        for o in originals
+        np.abs(cv2.resize(o, (w, h), interpolation=cv2.INTER_AREA).astype(np.int16) - frame).mean() for o in originals
     ]
     return int(np.argmin(errors))
 
@@ -86,9 +85,7 @@ def test_evenly_spaced_indices() -> None:
 
 
 @pytest.mark.parametrize("suffix", CONTAINERS)
-def test_sample_video_every_container(
-    videos: dict[str, Path], originals: list[np.ndarray], suffix: str
-) -> None:
+def test_sample_video_every_container(videos: dict[str, Path], originals: list[np.ndarray], suffix: str) -> None:
     s = sample_video(videos[suffix], num_frames=8, max_side=320)
     expected = evenly_spaced_indices(COUNT, 8)
     assert s.frames.shape == (8, 180, 320, 3) and s.frames.dtype == np.uint8
@@ -229,9 +226,7 @@ def test_playlists_cannot_make_ffmpeg_read_other_files(tmp_path: Path, videos: d
                 packet.stream = out
                 dst.mux(packet)
     playlist = tmp_path / "list.m3u8"
-    playlist.write_text(
-        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\nfile://{segment}\n#EXT-X-ENDLIST\n"
-    )
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\nfile://{segment}\n#EXT-X-ENDLIST\n")
     with av.open(str(playlist)) as c:  # the danger: FFmpeg's own file protocol follows the playlist
         assert sum(1 for _ in c.decode(video=0)) == COUNT
     for source in (playlist, playlist.read_bytes()):
