@@ -29,6 +29,8 @@ MTCNN_SCALE_FACTOR = 0.709
 MTCNN_DETECT_MAX_SIDE = 640  # frames are downscaled to this longer side for detection
 MTCNN_MIN_FACE_FRACTION = 0.06  # smallest face searched, as a fraction of the frame's shorter side
 MTCNN_MIN_FACE_PX = 20  # ... but never below this many pixels at detection resolution
+MTCNN_RNET_PER_FRAME = 24  # P-Net candidates per frame passed to R-Net (best first)
+MTCNN_ONET_PER_FRAME = 8  # R-Net candidates per frame passed to O-Net
 
 # Model identity reported with every verdict.
 MODEL_NAME = "deepfake_detector"

@@ -87,3 +87,10 @@ def test_a_videos_faces_do_not_depend_on_what_it_is_batched_with(nets: MtcnnNets
     )
     for a, b in zip(alone, both[:6], strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_candidate_caps_keep_the_face(nets: MtcnnNets) -> None:
+    [capped] = detect_faces(
+        astronaut()[None], nets, DetectorParams(min_face_fraction=0.04, rnet_per_frame=3, onet_per_frame=1)
+    )
+    assert len(capped.boxes) == 1 and float(iou(ASTRONAUT_FACE, capped.boxes)[0]) > 0.9

@@ -38,6 +38,8 @@ class TritonPythonModel:
             detect_max_side=int(p.get("detect_max_side", C.MTCNN_DETECT_MAX_SIDE)),
             min_face_fraction=float(p.get("min_face_fraction", C.MTCNN_MIN_FACE_FRACTION)),
             min_face_px=float(p.get("min_face_px", C.MTCNN_MIN_FACE_PX)),
+            rnet_per_frame=int(p.get("rnet_per_frame", C.MTCNN_RNET_PER_FRAME)),
+            onet_per_frame=int(p.get("onet_per_frame", C.MTCNN_ONET_PER_FRAME)),
         )
         self.nets = MtcnnNets(
             pnet=_net("mtcnn_pnet", ["prob", "reg"]),

@@ -23,6 +23,7 @@ class TritonPythonModel:
             max_duration_s=float(params.get("max_duration_s", VideoLimits.max_duration_s)),
         )
         self.max_side = int(params.get("analysis_max_side", C.ANALYSIS_MAX_SIDE))
+        self.threads = int(params.get("decode_threads", 1))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._decode(request) for request in requests]
@@ -38,7 +39,7 @@ class TritonPythonModel:
         if video.shape[1] == 0:
             return invalid_argument("the video is empty (0 bytes)")
         try:
-            s = sample_video(io.BytesIO(video[0]), num_frames, self.max_side, self.limits)
+            s = sample_video(io.BytesIO(video[0]), num_frames, self.max_side, self.limits, threads=self.threads)
         except VideoError as exc:
             return invalid_argument(str(exc))
         return response(
