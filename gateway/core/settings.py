@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     # Analysis and output
     num_frames: int = Field(default=C.NUM_FRAMES, ge=1, le=C.MAX_NUM_FRAMES, description="frames analysed by default")
     heatmap: bool = Field(default=True, description="Grad-CAM heatmap in the overlay video by default")
-    output_max_side: int = Field(default=720, ge=64, le=4096, description="longer side of the overlay video at most")
+    output_max_side: int = Field(
+        default=720, ge=64, le=4096, description="shorter side of the overlay video at most (720: 1280x720 at 16:9)"
+    )
     encoder_preset: str = Field(default="ultrafast", description="libx264 preset of the overlay video")
     crf: int = Field(default=23, ge=0, le=51, description="libx264 CRF of the overlay video")
     checkpoint: Path | None = Field(
