@@ -69,6 +69,7 @@ def test_tensor_names_and_dynamic_axes(repo: Path) -> None:
         "PROB_FAKE": ["batch", 1],
         "VIDEO_LOGIT": ["batch", 1],
         "FRAME_SCORES": ["batch", "frames"],
+        "FEATURE_MAPS": ["batch", "frames", 1280, 7, 7],
     }
 
 
@@ -112,7 +113,7 @@ def test_metadata_json(repo: Path) -> None:
 
 def test_second_run_skips_and_force_reexports(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _files(repo)
-    assert main(["--model-repository", str(repo)]) == 0
+    assert main(["--model-repository", str(repo), "--untrained"]) == 0  # the fixture exported the untrained model
     out = capsys.readouterr().out
     assert out.count("skipped") == len(MODEL_NAMES) and "exported" not in out
     assert _files(repo) == before
