@@ -18,6 +18,7 @@ help:
 	@echo "make test          run the test suite (starts its own Triton on free ports)"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
+	@echo "make deploy-check  validate Dockerfiles, docker-compose.yml, k8s/ manifests and the served model repository"
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,11 @@ bench-gateway: export
 
 test: export
 	$(PY) -m pytest
+
+# Deployment files (docs/deploy.md), validated offline: kustomize + kubernetes-validate, the Compose schema, hadolint.
+.PHONY: deploy-check
+deploy-check: export
+	$(PY) -m pytest tests/deploy -q
 
 lint: install
 	$(VENV)/bin/ruff check .

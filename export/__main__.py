@@ -46,6 +46,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help=f"export only these models ({', '.join(MODEL_NAMES)})",
     )
+    parser.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="also build FP16 TensorRT engines (1/model.plan, for configs/trt.pbtxt); skipped with a message where "
+        "TensorRT is absent (see export.tensorrt)",
+    )
     return parser.parse_args(argv)
 
 
@@ -57,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ExportCheckError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
+    if args.tensorrt:
+        from export import tensorrt
+
+        return tensorrt.run(args.model_repository, only=args.only, force=args.force)
     return 0
 
 
