@@ -59,8 +59,9 @@ ATOL = 1e-4  # max abs difference allowed between ONNX Runtime and torch outputs
 # (i.e. absolute up to |logit| 1, relative above); probabilities (PROB_FAKE, FRAME_SCORES) and the MTCNN outputs
 # keep the plain absolute ATOL, so what the service reports is still checked to 1e-4.
 RELATIVE_OUTPUTS = frozenset({"VIDEO_LOGIT"})
-# FEATURE_MAPS (for the gateway's Grad-CAM) leave the graph as float16: torch and ORT may round a value to adjacent
-# float16 steps (2**-10 relative apart), so they get their own relative tolerance.
+# FEATURE_MAPS (for the gateway's Grad-CAM) leave the graph as float16 after the whole CNN: float32 kernel differences
+# and float16 steps (2**-10 relative) add up, so they are compared relative to the tensor's range (what Grad-CAM's
+# min-max scaled maps see), not element by element.
 FLOAT16_OUTPUTS = {"FEATURE_MAPS": 2e-3}
 VERSION_DIR = "1"
 MODEL_FILE = "model.onnx"
@@ -71,9 +72,7 @@ FILE_MODE = 0o644  # mkstemp creates 0600 files; Triton (maybe another user in a
 MODEL_NAMES = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "temporal_classifier")
 
 _CORE_DIR = Path(deepfake_core.__file__).resolve().parent
-_CLASSIFIER_SOURCES = tuple(
-    _CORE_DIR / f for f in ("classifier.py", "checkpoint.py", "constants.py", "preprocess.py")
-)
+_CLASSIFIER_SOURCES = tuple(_CORE_DIR / f for f in ("classifier.py", "checkpoint.py", "constants.py", "preprocess.py"))
 
 Inputs = tuple[np.ndarray, ...]
 
@@ -310,9 +309,12 @@ def _verify(job: ExportJob, module: nn.Module, onnx_path: Path) -> float:
             if want.shape != got.shape:
                 message = f"{out_name} shape {got.shape} != torch {want.shape} for inputs {shapes}"
                 raise ExportCheckError(f"{job.name}: {message}")
-            relative = out_name in RELATIVE_OUTPUTS or out_name in FLOAT16_OUTPUTS
+            relative = out_name in RELATIVE_OUTPUTS
             want, got = want.astype(np.float64), got.astype(np.float64)
-            scale = np.maximum(1.0, np.abs(want)) if relative else 1.0
+            if out_name in FLOAT16_OUTPUTS:
+                scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+            else:
+                scale = np.maximum(1.0, np.abs(want)) if relative else 1.0
             diff = float(np.max(np.abs(want - got) / scale)) if want.size else 0.0
             limit = FLOAT16_OUTPUTS.get(out_name, ATOL)
             if not diff <= limit:  # also catches NaN

@@ -19,6 +19,7 @@ from deepfake_core import constants as C
 from deepfake_core.checkpoint import load_or_untrained
 from gateway.api.deps import Services
 from gateway.api.routes import ROUTERS
+from gateway.api.routes.web import mount_web
 from gateway.core.errors import register_exception_handlers
 from gateway.core.settings import Settings
 from gateway.services.download import Downloader, build_download_client
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
+    mount_web(app)  # the web page at / and its progress stream
     return app
 
 

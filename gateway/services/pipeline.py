@@ -29,6 +29,7 @@ from gateway.core.settings import Settings
 from gateway.services.download import new_temp_path, removing
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import STAGES, Metrics
+from gateway.services.progress import ProgressTracker
 from gateway.services.render import render_overlay
 from gateway.services.storage import Storage, StorageError
 from gateway.services.triton import TritonService
@@ -144,17 +145,23 @@ class Pipeline:
         self.model = model
         # The gateway checks the duration; frame size limits are video_decode's (Triton answers INVALID_ARG).
         self.limits = VideoLimits(max_pixels=2**62, max_duration_s=settings.max_duration_s)
+        self.progress = ProgressTracker()  # stage updates for the web page
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
-        await asyncio.to_thread(self._probe, job.source)
-        result = await self._infer(job)
-        cams = await self._gradcam(job, result)
-        label = result.predicted_class(self.model.threshold)
-        output_url = await self._render_and_store(job, result, cams, label)
-        self.metrics.observe_stages(job.timings)
-        self.metrics.verdicts.labels(label).inc()
-        return self._response(job, result, output_url, cams is not None)
+        with self.progress.track(job.request_id) as stage:  # stage events for GET /api/v1/progress/{id}
+            stage("probe")
+            await asyncio.to_thread(self._probe, job.source)
+            stage("inference")
+            result = await self._infer(job)
+            stage("gradcam")
+            cams = await self._gradcam(job, result)
+            label = result.predicted_class(self.model.threshold)
+            stage("render")
+            output_url = await self._render_and_store(job, result, cams, label)
+            self.metrics.observe_stages(job.timings)
+            self.metrics.verdicts.labels(label).inc()
+            return self._response(job, result, output_url, cams is not None)
 
     def _probe(self, path: Path) -> None:
         """Refuse what is not a video, or too long, before it is sent to Triton."""
@@ -204,6 +211,7 @@ class Pipeline:
                 return None
             finally:
                 job.timings["render"] = time.perf_counter() - start
+            self.progress.stage(job.request_id, "upload")
             start = time.perf_counter()
             try:
                 stored = await self.storage.save(rendered, job.public_id)
