@@ -16,7 +16,7 @@ from deepfake_core import constants as C
 ENSEMBLE = "deepfake_detector"
 VIDEO_INPUT = "VIDEO"
 NUM_FRAMES_INPUT = "NUM_FRAMES"
-# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) and FEATURE_MAPS (T x 1280 x 7 x 7 float16,
+# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) and FEATURE_MAPS (T x C x 7 x 7 float16,
 # for Grad-CAM) only when asked for: they are large.
 VERDICT_OUTPUTS = (
     "PROB_FAKE",
@@ -65,7 +65,7 @@ class DetectorResult:
     width: int
     height: int
     face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
-    feature_maps: np.ndarray | None = None  # [T, 1280, 7, 7] float16 when requested
+    feature_maps: np.ndarray | None = None  # [T, C, 7, 7] float16 when requested (C: encoder width)
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:

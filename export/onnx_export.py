@@ -50,7 +50,7 @@ __all__ = [
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")
 # The checkpoint exported when none is given (the bundled weights, see docs/MODEL_CARD.md); None = the seeded
 # untrained classifier (`python -m export --untrained`).
-DEFAULT_CHECKPOINT: Path | None = Path(__file__).resolve().parent.parent / "weights" / "classifier.pt"
+DEFAULT_CHECKPOINT: Path | None = ckpt.BUNDLED_CHECKPOINT
 
 OPSET = 17
 ATOL = 1e-4  # max abs difference allowed between ONNX Runtime and torch outputs

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deepfake_core.checkpoint import BUNDLED_CHECKPOINT, checkpoint_digest, load_or_untrained
+from deepfake_core.classifier import TemporalClassifier
 from triton_runtime.process import TritonProcess, TritonStartError
 from triton_runtime.server import DEFAULT_MODEL_REPOSITORY, ServerOptions
 
@@ -22,6 +25,19 @@ def model_repository() -> Path:
     if missing:
         pytest.fail(f"ONNX models missing ({', '.join(missing)}): run `make export` (make test does)")
     return DEFAULT_MODEL_REPOSITORY
+
+
+@pytest.fixture(scope="session")
+def served_twin(model_repository: Path) -> TemporalClassifier:
+    """The PyTorch twin of the classifier Triton serves: the checkpoint `make export` exported (its digest is in
+    temporal_classifier/1/metadata.json), or the seeded untrained model when none was."""
+    meta = json.loads((model_repository / "temporal_classifier" / "1" / "metadata.json").read_text())
+    digest = meta.get("checkpoint_sha256")
+    if digest is None:
+        return load_or_untrained(None)[0]
+    if not BUNDLED_CHECKPOINT.exists() or checkpoint_digest(BUNDLED_CHECKPOINT) != digest:
+        pytest.fail("the served classifier is not weights/classifier.pt: run `make export` (make test does)")
+    return load_or_untrained(BUNDLED_CHECKPOINT)[0]
 
 
 @pytest.fixture(scope="session")

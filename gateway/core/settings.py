@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from deepfake_core import constants as C
+from deepfake_core.checkpoint import BUNDLED_CHECKPOINT
 from gateway.services.storage import DEFAULT_CHUNK_SIZE, DEFAULT_FOLDER, DEFAULT_LARGE_THRESHOLD_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,8 @@ class Settings(BaseSettings):
     encoder_preset: str = Field(default="ultrafast", description="libx264 preset of the overlay video")
     crf: int = Field(default=23, ge=0, le=51, description="libx264 CRF of the overlay video")
     checkpoint: Path | None = Field(
-        default=None, description="classifier checkpoint of the Grad-CAM twin (None: untrained)"
+        default=BUNDLED_CHECKPOINT,
+        description="classifier checkpoint of the Grad-CAM twin: the one `make export` served (None: untrained)",
     )
     model_metadata: Path | None = Field(
         default=DEFAULT_MODEL_METADATA, description="metadata.json of the served classifier (version, threshold)"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from clients.triton_client import DetectorClient, VideoRejectedError
-from deepfake_core.checkpoint import load_or_untrained
+from deepfake_core.classifier import TemporalClassifier
 from deepfake_core.detector_io import DetectorResult
 from deepfake_core.faces import iou
 from deepfake_core.preprocess import normalize_crops
@@ -76,8 +76,8 @@ def test_face_box_matches_known_position_in_every_frame(face_result: DetectorRes
     assert min(overlaps) >= 0.5, f"IoU per frame: {np.round(overlaps, 2)}"
 
 
-def test_triton_probability_equals_pytorch_twin(face_result: DetectorResult) -> None:
-    model, _ = load_or_untrained(None)
+def test_triton_probability_equals_pytorch_twin(face_result: DetectorResult, served_twin: TemporalClassifier) -> None:
+    model = served_twin
     assert face_result.face_crops is not None
     faces = torch.from_numpy(normalize_crops(face_result.face_crops))[None]
     mask = torch.from_numpy(face_result.has_face.astype(np.float32))[None]

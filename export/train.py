@@ -1,0 +1,413 @@
+"""Train the temporal classifier on face crops from the serving pipeline, with self-blended fakes.
+
+``python -m export.train --data DIR [DIR ...] --out weights/classifier.pt``
+
+- Faces come from ``export.faces_cache`` (the serving pipeline, cached): the crops the served model will see.
+- Real clips are used as they are (label 0) and self-blended (``export.self_blend``; one blend draw per clip)
+  into fakes (label 1), in pairs: a clip and its blended twin, same frames, same augmentation (SBI's recipe).
+  Labelled fakes of the training split (manifest, FaceForensics++, DFDC, Celeb-DF, ``fake/``) replace the
+  blended twin in a share ``1 - --sbi-share`` of the pairs, unless ``--no-labelled-fakes``.
+- Labelled data are split by group (a real video and its manipulations, or one identity, stay on one side);
+  the validation split is written next to the checkpoint (``<out>.split.json``) for ``export.evaluate``.
+- Each step draws ``--batch`` clips of ``--frames`` frames (the model is T-agnostic; serving uses
+  ``constants.NUM_FRAMES``) and augments every clip the same way, whatever its label (``export.augment``).
+- Loss: BCE on the video logit + ``--frame-loss-weight`` x BCE on the frame logits of the present frames.
+  Frames without a face are masked and their input zero-filled.
+- Deterministic for a seed: batch ``k`` is drawn from ``default_rng([seed, k])``, so a resumed run draws the
+  same batches as an uninterrupted one. ``<out>.state.pt`` (model + optimiser + step) is written every
+  ``--save-every`` steps and picked up by ``--resume``.
+- CPU by default; CUDA when present (``--device``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfake_core import constants as C
+from deepfake_core.checkpoint import save_checkpoint
+from deepfake_core.classifier import TemporalClassifier, build_classifier
+from deepfake_core.preprocess import normalize_crops
+from export.augment import AugmentConfig, augment_clip
+from export.datasets import Sample, discover_all, group_split
+from export.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor, cache_clips
+from export.self_blend import draw_params, self_blend_clip
+
+__all__ = ["Batch", "ClipPool", "TrainConfig", "make_batch", "train"]
+
+FAKE_FRAME_LABEL = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (stored in the checkpoint's metadata["training_data"] summary)."""
+
+    steps: int = 400
+    batch: int = 8
+    frames: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 20
+    frame_loss_weight: float = 0.5
+    sbi_share: float = 0.6  # fraction of fakes that are self-blended (the rest: labelled fakes, when any)
+    seed: int = 1234
+    save_every: int = 50
+    overfit_batches: int = 0  # >0: cycle through only this many batches (a debugging/smoke-test mode)
+    arch: dict[str, Any] = field(default_factory=lambda: {"width_mult": 0.5, "depth_mult": 0.5})
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class PoolItem:
+    name: str
+    label: int
+    clip: FaceClip
+
+
+class ClipPool:
+    """Training clips with at least one face: reals (also the sources of self-blends) and labelled fakes."""
+
+    def __init__(self, items: Sequence[tuple[Sample, FaceClip]]) -> None:
+        usable = [PoolItem(s.name, s.label, c) for s, c in items if c.present.any()]
+        self.reals = [it for it in usable if it.label == 0]
+        self.fakes = [it for it in usable if it.label == 1]
+        if not self.reals:
+            raise ValueError("no real clip with a face: self-blending needs real faces")
+
+
+@dataclass
+class Batch:
+    faces: torch.Tensor  # float32 [B, T, 3, S, S], zeros where mask is 0
+    mask: torch.Tensor  # float32 [B, T]
+    labels: torch.Tensor  # float32 [B]
+    kinds: list[str]  # "real", "sbi" or "fake" per clip
+
+
+def _pick_frames(clip: FaceClip, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``frames`` frames of a clip in time order (crops, landmarks, present); a photo (one frame) is repeated
+    with a small random shift per frame, as a still camera would film it."""
+    total = len(clip.crops)
+    if total >= frames:
+        present = np.flatnonzero(clip.present)
+        # Mostly frames with a face, in order; keep a few absent ones when the clip has them (mask semantics).
+        pool = present if len(present) >= frames and rng.uniform() < 0.9 else np.arange(total)
+        idx = np.sort(rng.choice(pool, size=frames, replace=False))
+        return clip.crops[idx], clip.landmarks[idx], clip.present[idx]
+    idx = np.sort(rng.integers(0, total, size=frames))
+    crops, landmarks = clip.crops[idx].copy(), clip.landmarks[idx].copy()
+    if total == 1:
+        import cv2
+
+        size = crops.shape[1]
+        for t in range(frames):
+            dx, dy = rng.uniform(-3, 3, 2)
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+            crops[t] = cv2.warpAffine(crops[t], m, (size, size), borderMode=cv2.BORDER_REFLECT)
+            landmarks[t] += (dx, dy)
+    return crops, landmarks, clip.present[idx]
+
+
+def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
+    """Batch number ``step``: a function of (seed, step) only.
+
+    The batch is made of pairs (SBI's recipe): mostly a real clip and its self-blended twin, with the same
+    frames and the same augmentation draw, so the blend is the only difference the loss can use; with
+    probability ``1 - sbi_share`` (when labelled fakes exist) a random real clip and a labelled fake instead.
+    """
+    rng = np.random.default_rng([cfg.seed, step % cfg.overfit_batches if cfg.overfit_batches else step])
+    faces, masks, labels, kinds = [], [], [], []
+
+    def add(crops: np.ndarray, present: np.ndarray, aug_seed: int, kind: str) -> None:
+        crops = augment_clip(crops, present, np.random.default_rng(aug_seed), cfg.augment)
+        x = normalize_crops(crops)
+        x[~present] = 0.0  # masked frames are zero-filled
+        faces.append(x)
+        masks.append(present.astype(np.float32))
+        labels.append(0.0 if kind == "real" else 1.0)
+        kinds.append(kind)
+
+    for _ in range((cfg.batch + 1) // 2):
+        real = pool.reals[int(rng.integers(len(pool.reals)))]
+        crops, landmarks, present = _pick_frames(real.clip, cfg.frames, rng)
+        aug_seed = int(rng.integers(2**63))
+        add(crops, present, aug_seed, "real")
+        if pool.fakes and rng.uniform() >= cfg.sbi_share:
+            fake = pool.fakes[int(rng.integers(len(pool.fakes)))]
+            fake_crops, _, fake_present = _pick_frames(fake.clip, cfg.frames, rng)
+            add(fake_crops, fake_present, int(rng.integers(2**63)), "fake")
+        else:
+            blended, _ = self_blend_clip(crops, landmarks, present, draw_params(rng))
+            add(blended, present, aug_seed, "sbi")
+    n = cfg.batch
+    return Batch(
+        torch.from_numpy(np.stack(faces[:n])),
+        torch.from_numpy(np.stack(masks[:n])),
+        torch.tensor(labels[:n], dtype=torch.float32),
+        kinds[:n],
+    )
+
+
+def _prefetch(pool: ClipPool, cfg: TrainConfig, start: int, depth: int = 2) -> Iterator[Batch]:
+    """Batches ``start, start+1, ...`` built in a background thread (cv2/numpy release the GIL)."""
+    q: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        step = start
+        while not stop.is_set() and step < cfg.steps:
+            try:
+                q.put(make_batch(pool, cfg, step))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                q.put(exc)
+                return
+            step += 1
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        for _ in range(start, cfg.steps):
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while not q.empty():
+            q.get_nowait()
+
+
+def loss_fn(model_out: tuple[torch.Tensor, torch.Tensor], batch: Batch, frame_weight: float) -> torch.Tensor:
+    video_logit, frame_logits = model_out
+    bce = nn.functional.binary_cross_entropy_with_logits
+    loss = bce(video_logit, batch.labels)
+    if frame_weight > 0:
+        target = batch.labels[:, None].expand_as(frame_logits) * FAKE_FRAME_LABEL
+        per_frame = bce(frame_logits, target, reduction="none") * batch.mask
+        loss = loss + frame_weight * per_frame.sum() / batch.mask.sum().clamp(min=1.0)
+    return loss
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state.pt")
+
+
+def train(
+    pool: ClipPool,
+    cfg: TrainConfig,
+    out: Path,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+    half: bool = False,
+    max_minutes: float | None = None,
+    stop_after: int | None = None,
+) -> tuple[TemporalClassifier, list[float], dict[str, float]]:
+    """Train; returns (model in eval mode, per-step losses, timing). Writes ``out`` (a checkpoint).
+
+    ``max_minutes``: stop early and write the checkpoint (the schedule is not shortened). ``stop_after``: stop
+    after that many steps as if interrupted, leaving only ``<out>.state.pt`` for ``resume=True``.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(cfg.arch).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    start, losses = 0, []
+    state_path = _state_path(out)
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, losses = int(state["step"]), list(state["losses"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from {state_path} at step {start}", file=sys.stderr)
+
+    def save_state(step: int) -> None:
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "step": step,
+                "losses": losses,
+                "torch_rng": torch.get_rng_state(),
+                "config": json.loads(json.dumps(asdict(cfg), default=str)),
+            },
+            tmp,
+        )
+        os.replace(tmp, state_path)
+
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not progress)
+    step = start
+    for step, batch in enumerate(_prefetch(pool, cfg, start), start=start):
+        for group in optimiser.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        output = model(batch.faces.to(device), batch.mask.to(device))
+        loss = loss_fn(output, _to(batch, device), cfg.frame_loss_weight)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        recent = float(np.mean(losses[-20:]))
+        bar.set_postfix(loss=f"{recent:.3f}", lr=f"{_lr_at(step, cfg):.2e}")
+        bar.update(1)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save_state(step + 1)
+        if stop_after is not None and step + 1 >= stop_after and step + 1 < cfg.steps:
+            save_state(step + 1)
+            bar.close()
+            model.eval()
+            return model, losses, {"seconds": time.perf_counter() - t0, "steps": len(losses) - start}
+        if max_minutes is not None and time.perf_counter() - t0 > 60.0 * max_minutes and step + 1 < cfg.steps:
+            print(f"time limit reached: stopping after {step + 1} of {cfg.steps} steps", file=sys.stderr)
+            break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    done = len(losses) - start
+    timing = {
+        "seconds": seconds,
+        "steps": done,
+        "steps_per_s": done / seconds if seconds > 0 else 0.0,
+        "clips_per_s": done * cfg.batch / seconds if seconds > 0 else 0.0,
+        "frames_per_s": done * cfg.batch * cfg.frames / seconds if seconds > 0 else 0.0,
+    }
+    model.eval()
+    meta = {"num_frames": C.NUM_FRAMES, **(metadata or {})}
+    meta["metrics"] = {**meta.get("metrics", {}), "training": {**timing, "frames_per_clip": cfg.frames}}
+    if len(losses) < cfg.steps:
+        meta["training_data"] = f"{meta.get('training_data', '')}; stopped at the time limit after {len(losses)} steps"
+    save_checkpoint(out, model.cpu(), meta, half=half)
+    model.to(device)
+    state_path.unlink(missing_ok=True)
+    return model, losses, timing
+
+
+def _to(batch: Batch, device: str) -> Batch:
+    return Batch(batch.faces.to(device), batch.mask.to(device), batch.labels.to(device), batch.kinds)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", nargs="+", type=Path, required=True, help="dataset folders (any layout of datasets.py)")
+    p.add_argument(
+        "--train-only", nargs="*", type=Path, default=[], help="folders used for training only (never validation)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face crop cache (default: %(default)s)")
+    p.add_argument("--cache-frames", type=int, default=C.NUM_FRAMES, help="frames per clip in the cache")
+    p.add_argument("--val-fraction", type=float, default=0.4, help="groups of labelled data held out")
+    p.add_argument("--no-labelled-fakes", action="store_true", help="train on reals + self-blends only")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--frames", type=int, default=d.frames)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--sbi-share", type=float, default=d.sbi_share)
+    p.add_argument("--frame-loss-weight", type=float, default=d.frame_loss_weight)
+    p.add_argument("--width-mult", type=float, default=d.arch["width_mult"])
+    p.add_argument("--depth-mult", type=float, default=d.arch["depth_mult"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--save-every", type=int, default=d.save_every)
+    p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--half", action="store_true", help="store the checkpoint in float16")
+    p.add_argument("--version", default="", help="model version string (default: a time stamp)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much training")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch=args.batch,
+        frames=args.frames,
+        lr=args.lr,
+        sbi_share=args.sbi_share,
+        frame_loss_weight=args.frame_loss_weight,
+        seed=args.seed,
+        save_every=args.save_every,
+        arch={"width_mult": args.width_mult, "depth_mult": args.depth_mult},
+    )
+    train_s, val_s = group_split(discover_all(args.data), args.val_fraction, args.seed)
+    train_s += discover_all(args.train_only)
+    if args.no_labelled_fakes:
+        train_s = [s for s in train_s if s.label == 0]
+    split_path = args.out.with_name(args.out.name + ".split.json")
+    split_path.parent.mkdir(parents=True, exist_ok=True)
+    split_path.write_text(
+        json.dumps(
+            {"seed": args.seed, "train": [str(s.path) for s in train_s], "val": [str(s.path) for s in val_s]},
+            indent=1,
+        )
+    )
+    extractor = FaceExtractor(args.cache_frames, args.cache)
+    pool = ClipPool(cache_clips(train_s, extractor))
+    print(
+        f"train: {len(pool.reals)} real clips (+ self-blends), {len(pool.fakes)} labelled fakes; "
+        f"validation: {len(val_s)} clips held out ({split_path})",
+        file=sys.stderr,
+    )
+    folders = ", ".join(str(p) for p in [*args.data, *args.train_only])
+    summary = (
+        f"{folders}: {len(pool.reals)} real clips + self-blended fakes"
+        f" + {len(pool.fakes)} labelled fakes; {cfg.steps} steps x {cfg.batch} clips x {cfg.frames} frames,"
+        f" seed {cfg.seed}"
+    )
+    _, losses, timing = train(
+        pool,
+        cfg,
+        args.out,
+        device=args.device,
+        resume=args.resume,
+        metadata={"training_data": summary, "version": args.version},
+        half=args.half,
+        max_minutes=args.max_minutes,
+    )
+    print(
+        f"done: {timing['steps']} steps in {timing['seconds']:.0f} s ({timing['steps_per_s']:.3f} steps/s, "
+        f"{timing['clips_per_s']:.2f} clips/s, {timing['frames_per_s']:.1f} frames/s); loss first 20 "
+        f"{np.mean(losses[:20]):.3f} -> last 20 {np.mean(losses[-20:]):.3f}; wrote {args.out}",
+        file=sys.stderr,
+    )
+    timing_path = args.out.with_name(args.out.name + ".train.json")
+    timing_path.write_text(
+        json.dumps({"timing": timing, "config": asdict(cfg), "losses": losses}, indent=1, default=str)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
