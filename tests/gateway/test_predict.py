@@ -48,7 +48,8 @@ def check_verdict(body: dict[str, Any], frames: int) -> None:
     """The response's fields and their consistency."""
     assert body["predicted_class"] in ("REAL", "FAKE")
     p = body["probability_fake"]
-    assert 0.0 <= p <= 1.0 and body["threshold"] == 0.5
+    served = json.loads((DEFAULT_MODEL_REPOSITORY / "temporal_classifier" / "1" / "metadata.json").read_text())
+    assert 0.0 <= p <= 1.0 and body["threshold"] == served["threshold"]  # the served checkpoint's threshold
     expected_conf = 100 * (p if body["predicted_class"] == "FAKE" else 1 - p)
     assert body["confidence"] == pytest.approx(expected_conf, abs=0.01)
     assert (body["predicted_class"] == "FAKE") == (p >= body["threshold"])
