@@ -403,6 +403,18 @@ def _no_frames(error: BaseException | None) -> VideoDecodeError:
 # --- public readers -----------------------------------------------------------------------------------------
 
 
+def _checked_header(inp: _Input, limits: VideoLimits) -> tuple[_Header, int]:
+    """Open once: the stream's header and its frame count (demuxed), both checked against the limits."""
+    with inp.open() as container:
+        stream = _video_stream(container)
+        header = _header(container, stream)
+        _check_header(header, inp.size, limits)
+        frame_count = _count_frames(container, stream, limits)
+    if frame_count == 0:
+        raise VideoDecodeError("the video has no frames")
+    return header, frame_count
+
+
 def probe_video(source: Source, limits: VideoLimits | None = None) -> VideoInfo:
     """Size, rate, frame count (demuxed, not decoded), duration and codec; decodes only the first frame.
 
@@ -410,13 +422,7 @@ def probe_video(source: Source, limits: VideoLimits | None = None) -> VideoInfo:
     """
     limits = limits or VideoLimits(max_pixels=2**62, max_duration_s=float("inf"), max_frames=2**62)
     with _Input(source) as inp:
-        with inp.open() as container:
-            stream = _video_stream(container)
-            header = _header(container, stream)
-            _check_header(header, inp.size, limits)
-            frame_count = _count_frames(container, stream, limits)
-        if frame_count == 0:
-            raise VideoDecodeError("the video has no frames")
+        header, frame_count = _checked_header(inp, limits)
         with inp.open() as container:
             stream = _video_stream(container)
             _set_threads(stream, 1)
@@ -454,13 +460,7 @@ def sample_video(
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     with _Input(source) as inp:
-        with inp.open() as container:
-            stream = _video_stream(container)
-            header = _header(container, stream)
-            _check_header(header, inp.size, limits)
-            frame_count = _count_frames(container, stream, limits)
-        if frame_count == 0:
-            raise VideoDecodeError("the video has no frames")
+        header, frame_count = _checked_header(inp, limits)
         fps = header.fps or (frame_count / header.duration if header.duration else 0.0)
         if header.duration is None and fps > 0:
             _check_duration(frame_count / fps, limits)
