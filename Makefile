@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-TRITON_ARGS ?=
+# Poll mode: a re-export (`make export`, `python -m export --checkpoint PATH`) is served without a restart.
+TRITON_ARGS ?= --model-control-mode=poll --repository-poll-secs=5
 
 .PHONY: help install export triton demo test lint bench-triton clean
 

@@ -198,6 +198,8 @@ def _classifier_job(checkpoint: Path | None) -> ExportJob:
         meta.update(
             model=name,
             checkpoint_sha256=None if checkpoint is None else source,
+            # where the gateway's Grad-CAM twin finds the same weights after a re-export (see gateway TwinFollower)
+            checkpoint_path=None if checkpoint is None else str(Path(checkpoint).resolve()),
             exported_with={"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         )
         return meta

@@ -36,7 +36,10 @@ def triton_is_up(grpc_url: str) -> bool:
 def local_triton(grpc_url: str, log_path: Path) -> TritonProcess:
     """A TritonProcess for ``grpc_url`` (loopback host:port; HTTP and metrics on their defaults)."""
     host, _, port = grpc_url.rpartition(":")
-    options = ServerOptions(host=host or "127.0.0.1", grpc_port=int(port))
+    # Poll mode: `make export --checkpoint PATH` while it runs swaps the classifier without a restart.
+    options = ServerOptions(
+        host=host or "127.0.0.1", grpc_port=int(port), model_control_mode="poll", repository_poll_secs=5
+    )
     return TritonProcess(options=options, log_path=log_path)
 
 

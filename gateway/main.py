@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from gateway.services.metrics import Metrics, RequestContextMiddleware
 from gateway.services.pipeline import Admission, ModelInfo, Pipeline
 from gateway.services.storage import build_storage
 from gateway.services.triton import TritonService
+from gateway.services.twin_follower import TwinFollower
 
 log = logging.getLogger("gateway")
 
@@ -38,10 +40,10 @@ DESCRIPTION = (
 )
 
 
-def _load_gradcam(settings: Settings) -> tuple[GradCamEngine, dict[str, Any]]:
+def _load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamEngine, dict[str, Any]]:
     """The PyTorch twin (same checkpoint as the ONNX) in its Grad-CAM engine, warmed up: the first backward pass
     is several times slower than the next ones, and should not be a user's request."""
-    model, metadata = load_or_untrained(settings.checkpoint)
+    model, metadata = load_or_untrained(checkpoint)
     engine = GradCamEngine(model, device=settings.gradcam_device)
     channels = model.frame_encoder.out_features
     side = int(metadata.get("crop_size", C.CROP_SIZE)) // 32  # the encoder's stride
@@ -54,7 +56,7 @@ def _load_gradcam(settings: Settings) -> tuple[GradCamEngine, dict[str, Any]]:
 async def build_services(settings: Settings, metrics: Metrics) -> Services:
     """Every long-lived client, built once."""
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    gradcam, twin_metadata = await asyncio.to_thread(_load_gradcam, settings)
+    gradcam, twin_metadata = await asyncio.to_thread(_load_gradcam, settings, settings.checkpoint)
     model = ModelInfo.resolve(settings.model_metadata, twin_metadata)
     storage = build_storage(
         cloudinary_url=settings.cloudinary_url.get_secret_value()
@@ -108,9 +110,13 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services = await build_services(app.state.settings, app.state.metrics)
     app.state.services = services
+    follower = TwinFollower(services, lambda path: _load_gradcam(services.settings, path))
+    task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
     try:
         yield
     finally:
+        if task:
+            task.cancel()
         await services.aclose()
 
 

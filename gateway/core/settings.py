@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     model_metadata: Path | None = Field(
         default=DEFAULT_MODEL_METADATA, description="metadata.json of the served classifier (version, threshold)"
     )
+    twin_reload_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often the served classifier's metadata.json is checked; after a re-export the Grad-CAM "
+        "twin and the reported version follow (0: never)",
+    )
     gradcam_device: str | None = Field(
         default=None, description="torch device of Grad-CAM (default: cuda when available)"
     )
