@@ -12,12 +12,8 @@ from deepfake_core.detector_io import (
     CROPS_OUTPUT,
     ENSEMBLE,
     MAPS_OUTPUT,
-    NUM_FRAMES_INPUT,
-    VERDICT_OUTPUTS,
-    VIDEO_INPUT,
     DetectorResult,
-    num_frames_tensor,
-    video_tensor,
+    ensemble_request,
 )
 
 Protocol = Literal["grpc", "http"]
@@ -59,16 +55,8 @@ class DetectorClient:
     ) -> DetectorResult:
         """Analyse one video (optionally with the face crops / feature maps). Raises VideoRejectedError or
         ServerUnavailableError."""
-        m = self._module
-        arr = video_tensor(video)
-        inputs = [m.InferInput(VIDEO_INPUT, list(arr.shape), "UINT8")]
-        inputs[0].set_data_from_numpy(arr)
-        if num_frames is not None:
-            nf = num_frames_tensor(num_frames)
-            inputs.append(m.InferInput(NUM_FRAMES_INPUT, list(nf.shape), "INT32"))
-            inputs[-1].set_data_from_numpy(nf)
-        names = list(VERDICT_OUTPUTS) + ([CROPS_OUTPUT] if with_crops else []) + ([MAPS_OUTPUT] if with_maps else [])
-        outputs = [m.InferRequestedOutput(n) for n in names]
+        extras = [name for name, wanted in ((CROPS_OUTPUT, with_crops), (MAPS_OUTPUT, with_maps)) if wanted]
+        inputs, outputs = ensemble_request(self._module, video, num_frames, extras)
         try:
             if self.protocol == "grpc":
                 result = self._client.infer(ENSEMBLE, inputs, outputs=outputs, client_timeout=self.timeout_s)

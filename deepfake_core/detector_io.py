@@ -5,7 +5,7 @@ Tensor names and meanings are documented in model_repository/README.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,23 @@ def video_tensor(data: bytes) -> np.ndarray:
 
 def num_frames_tensor(num_frames: int) -> np.ndarray:
     return np.array([[num_frames]], dtype=np.int32)
+
+
+def ensemble_request(
+    client: Any, video: bytes, num_frames: int | None = None, extra_outputs: Sequence[str] = ()
+) -> tuple[list[Any], list[Any]]:
+    """The ensemble's inputs and requested outputs, built with `client`'s classes (the module `tritonclient.grpc`,
+    also for its aio client, or `tritonclient.http`): VIDEO, NUM_FRAMES when given, the verdict outputs plus
+    `extra_outputs` (CROPS_OUTPUT, MAPS_OUTPUT). Taking the module keeps this package free of tritonclient."""
+    tensors = [(VIDEO_INPUT, video_tensor(video), "UINT8")]
+    if num_frames is not None:
+        tensors.append((NUM_FRAMES_INPUT, num_frames_tensor(num_frames), "INT32"))
+    inputs = []
+    for name, array, datatype in tensors:
+        tensor = client.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs, [client.InferRequestedOutput(n) for n in (*VERDICT_OUTPUTS, *extra_outputs)]
 
 
 @dataclass

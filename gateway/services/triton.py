@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import tritonclient.grpc
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
@@ -17,12 +18,8 @@ from tritonclient.utils import InferenceServerException
 from deepfake_core.detector_io import (
     ENSEMBLE,
     MAPS_OUTPUT,
-    NUM_FRAMES_INPUT,
-    VERDICT_OUTPUTS,
-    VIDEO_INPUT,
     DetectorResult,
-    num_frames_tensor,
-    video_tensor,
+    ensemble_request,
 )
 from gateway.core.errors import GatewayError, TritonUnavailable, UnsupportedVideo, UpstreamFailure, UpstreamTimeout
 
@@ -101,10 +98,4 @@ class TritonService:
 
 def _request(video: bytes, num_frames: int, with_maps: bool) -> tuple[list[InferInput], list[InferRequestedOutput]]:
     """The ensemble's inputs (VIDEO, NUM_FRAMES) and requested outputs."""
-    arr = video_tensor(video)
-    nf = num_frames_tensor(num_frames)
-    inputs = [InferInput(VIDEO_INPUT, list(arr.shape), "UINT8"), InferInput(NUM_FRAMES_INPUT, list(nf.shape), "INT32")]
-    inputs[0].set_data_from_numpy(arr)
-    inputs[1].set_data_from_numpy(nf)
-    names = list(VERDICT_OUTPUTS) + ([MAPS_OUTPUT] if with_maps else [])
-    return inputs, [InferRequestedOutput(n) for n in names]
+    return ensemble_request(tritonclient.grpc, video, num_frames, [MAPS_OUTPUT] if with_maps else [])
