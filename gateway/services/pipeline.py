@@ -23,7 +23,7 @@ import numpy as np
 
 from deepfake_core import constants as C
 from deepfake_core.detector_io import DetectorResult
-from deepfake_core.video import VideoError, VideoLimits, probe_video
+from deepfake_core.video import VideoError, VideoInfo, VideoLimits, probe_video
 from gateway.core.errors import GatewayError, Overloaded, UnsupportedVideo
 from gateway.core.settings import Settings
 from gateway.services.download import new_temp_path, removing
@@ -151,22 +151,22 @@ class Pipeline:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
         with self.progress.track(job.request_id) as stage:  # stage events for GET /api/v1/progress/{id}
             stage("probe")
-            await asyncio.to_thread(self._probe, job.source)
+            info = await asyncio.to_thread(self._probe, job.source)
             stage("inference")
             result = await self._infer(job)
             stage("gradcam")
             cams = await self._gradcam(job, result)
             label = result.predicted_class(self.model.threshold)
             stage("render")
-            output_url = await self._render_and_store(job, result, cams, label)
+            output_url = await self._render_and_store(job, result, cams, label, info)
             self.metrics.observe_stages(job.timings)
             self.metrics.verdicts.labels(label).inc()
             return self._response(job, result, output_url, cams is not None)
 
-    def _probe(self, path: Path) -> None:
-        """Refuse what is not a video, or too long, before it is sent to Triton."""
+    def _probe(self, path: Path) -> VideoInfo:
+        """Refuse what is not a video, or too long, before it is sent to Triton; the renderer reuses the probe."""
         try:
-            probe_video(path, self.limits)
+            return probe_video(path, self.limits)
         except VideoError as exc:
             raise UnsupportedVideo(str(exc)) from exc
 
@@ -186,7 +186,7 @@ class Pipeline:
         return cams
 
     async def _render_and_store(
-        self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str
+        self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str, info: VideoInfo
     ) -> str | None:
         s = self.settings
         rendered = new_temp_path(s.tmp_dir, f"{job.request_id}-overlay", ".mp4")
@@ -204,6 +204,7 @@ class Pipeline:
                     max_side=s.output_max_side,
                     preset=s.encoder_preset,
                     crf=s.crf,
+                    info=info,
                 )
             except Exception as exc:  # the verdict is worth returning without its video
                 log.exception("request %s: rendering the overlay failed", job.request_id)

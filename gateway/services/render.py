@@ -31,7 +31,7 @@ import numpy as np
 
 from deepfake_core.detector_io import DetectorResult
 from deepfake_core.faces import crop_region
-from deepfake_core.video import H264Writer, iter_video_frames, probe_video
+from deepfake_core.video import H264Writer, VideoInfo, iter_video_frames, probe_video
 
 __all__ = ["HEATMAP_ALPHA", "RenderStats", "measure_floor", "output_size", "render_overlay", "score_colour"]
 
@@ -256,8 +256,11 @@ def render_overlay(
     max_side: int = 720,
     preset: str = "ultrafast",
     crf: int = 23,
+    info: VideoInfo | None = None,
 ) -> RenderStats:
     """Write the overlay video of ``source`` to ``destination`` (H.264 yuv420p mp4, faststart).
+
+    ``info``: the source's ``probe_video`` result when the caller already has it (probed here otherwise).
 
     ``result``: Triton's answer (boxes in original pixels); ``cams``: ``[T, h, w]`` Grad-CAM maps in [0, 1] of
     the analysed frames in ``result``'s order, or None for no heatmap; ``label``: REAL, FAKE or NO_FACE (NO_FACE:
@@ -265,7 +268,7 @@ def render_overlay(
     unreadable source; a partial output is deleted.
     """
     start = time.perf_counter()
-    info = probe_video(source)
+    info = info or probe_video(source)
     out_w, out_h, longer = output_size(info.width, info.height, max_side)
     src_w = result.width if result.width > 0 else info.width
     src_h = result.height if result.height > 0 else info.height
