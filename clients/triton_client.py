@@ -13,6 +13,7 @@ from deepfake_core.detector_io import (
     ENSEMBLE,
     MAPS_OUTPUT,
     DetectorResult,
+    clean_message,
     ensemble_request,
 )
 
@@ -64,7 +65,7 @@ class DetectorClient:
                 result = self._client.infer(ENSEMBLE, inputs, outputs=outputs)
         except InferenceServerException as exc:
             if _is_rejection(exc):
-                raise VideoRejectedError(_clean(exc.message())) from exc
+                raise VideoRejectedError(clean_message(exc.message())) from exc
             raise ServerUnavailableError(f"Triton failed: {exc.message() or exc}") from exc
         except OSError as exc:  # HTTP connection refused / reset
             raise ServerUnavailableError(f"cannot reach Triton: {exc}") from exc
@@ -78,11 +79,3 @@ class DetectorClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _clean(message: str | None) -> str:
-    """Triton prefixes ensemble errors with the failing step; keep the model's own words."""
-    text = (message or "the video was rejected").strip()
-    for marker in ("in ensemble 'deepfake_detector', ",):
-        text = text.replace(marker, "")
-    return text

@@ -37,6 +37,12 @@ CROPS_OUTPUT = "FACE_CROPS"
 MAPS_OUTPUT = "FEATURE_MAPS"
 
 
+def clean_message(message: str | None) -> str:
+    """Triton's error text without the ensemble prefix it adds ("in ensemble '...', "): the model's own words."""
+    text = (message or "the video was rejected").strip()
+    return text.replace(f"in ensemble '{ENSEMBLE}', ", "").strip() or "the video was rejected"
+
+
 def video_tensor(data: bytes) -> np.ndarray:
     """Video bytes as the ensemble's VIDEO input: uint8 [1, num_bytes], no copy."""
     return np.frombuffer(data, dtype=np.uint8)[None]

@@ -19,6 +19,7 @@ from deepfake_core.detector_io import (
     ENSEMBLE,
     MAPS_OUTPUT,
     DetectorResult,
+    clean_message,
     ensemble_request,
 )
 from gateway.core.errors import GatewayError, TritonUnavailable, UnsupportedVideo, UpstreamFailure, UpstreamTimeout
@@ -39,13 +40,6 @@ CHANNEL_ARGS = [
     ("grpc.http2.max_pings_without_data", 0),
 ]
 RETRY_AFTER_S = 5
-_ENSEMBLE_PREFIX = f"in ensemble '{ENSEMBLE}', "
-
-
-def clean_message(message: str | None) -> str:
-    """Triton's error text without the ensemble prefix: the model's own words."""
-    text = (message or "the video was rejected").strip()
-    return text.replace(_ENSEMBLE_PREFIX, "").strip() or "the video was rejected"
 
 
 def map_error(exc: InferenceServerException, timeout_s: float) -> GatewayError:
