@@ -153,9 +153,9 @@ def crop_face(frame: np.ndarray, box: np.ndarray, size: int = C.CROP_SIZE, margi
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-def crop_faces(frames: np.ndarray, track: FaceTrack, size: int = C.CROP_SIZE) -> np.ndarray:
-    """Crops [T,size,size,3] uint8 of the track in each frame; frames without the face give black crops."""
+def crop_faces(frames: np.ndarray, boxes: np.ndarray, present: np.ndarray, size: int = C.CROP_SIZE) -> np.ndarray:
+    """Crops [T,size,size,3] uint8 of boxes [T,4] (the frames' pixels) where present [T]; black crops elsewhere."""
     crops = np.zeros((len(frames), size, size, 3), np.uint8)
-    for i in np.flatnonzero(track.present):
-        crops[i] = crop_face(frames[i], track.boxes[i], size)
+    for i in np.flatnonzero(present):
+        crops[i] = crop_face(frames[i], boxes[i], size)
     return crops

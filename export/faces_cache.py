@@ -187,7 +187,7 @@ class FaceExtractor:
         found = detect_faces(frames, self.nets, self.params)
         track = main_face_track(found)
         return FaceClip(
-            crops=crop_faces(frames, track),
+            crops=crop_faces(frames, track.boxes, track.present),
             present=track.present,
             landmarks=landmarks_in_crops(track.landmarks, track.boxes),
             boxes=track.boxes,

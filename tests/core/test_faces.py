@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepfake_core import constants as C
-from deepfake_core.faces import FaceTrack, crop_face, crop_faces, crop_region, iou, main_face_track
+from deepfake_core.faces import crop_face, crop_faces, crop_region, iou, main_face_track
 from deepfake_core.mtcnn_cascade import FrameFaces
 
 
@@ -81,13 +81,8 @@ def test_crop_face_keeps_the_face_centred() -> None:
 
 def test_crop_faces_masks_absent_frames() -> None:
     frames = np.full((2, 120, 160, 3), 90, np.uint8)
-    track = FaceTrack(
-        boxes=np.array([[40, 30, 100, 90], [0, 0, 0, 0]], np.float32),
-        scores=np.ones(2, np.float32),
-        landmarks=np.zeros((2, 5, 2), np.float32),
-        present=np.array([True, False]),
-    )
-    crops = crop_faces(frames, track)
+    boxes = np.array([[40, 30, 100, 90], [0, 0, 0, 0]], np.float32)
+    crops = crop_faces(frames, boxes, np.array([True, False]))
     assert crops.shape == (2, C.CROP_SIZE, C.CROP_SIZE, 3)
     assert crops[0].max() == 90 and crops[1].max() == 0
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_core.faces import FaceTrack, crop_faces
+from deepfake_core.faces import crop_faces
 from deepfake_core.preprocess import normalize_crops
 from deepfake_core.triton_glue import input_array, invalid_argument, response
 
@@ -30,19 +30,13 @@ class TritonPythonModel:
             return invalid_argument("face_crop needs FRAMES [1,T,H,W,3], FACE_BOXES [1,T,4], HAS_FACE [1,T], SCALE")
         if not frames.shape[1] == boxes.shape[1] == present.shape[1]:
             return invalid_argument("FRAMES, FACE_BOXES and HAS_FACE must cover the same frames")
-        t = frames.shape[1]
-        track = FaceTrack(
-            boxes=boxes[0] * float(scale.reshape(-1)[0]),
-            scores=np.zeros(t, np.float32),
-            landmarks=np.zeros((t, 5, 2), np.float32),
-            present=present[0].astype(bool),
-        )
-        crops = crop_faces(frames[0], track)
+        mask = present[0].astype(bool)
+        crops = crop_faces(frames[0], boxes[0] * float(scale.reshape(-1)[0]), mask)  # boxes: original -> frames' px
         return response(
             {
                 "FACES": normalize_crops(crops)[None],
-                "FACE_MASK": track.present.astype(np.float32)[None],
+                "FACE_MASK": mask.astype(np.float32)[None],
                 "FACE_CROPS": crops[None],
-                "FACE_FOUND": np.array([[track.found]], bool),
+                "FACE_FOUND": np.array([[mask.any()]], bool),
             }
         )
