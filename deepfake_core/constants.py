@@ -31,6 +31,7 @@ MTCNN_MIN_FACE_FRACTION = 0.06  # smallest face searched, as a fraction of the f
 MTCNN_MIN_FACE_PX = 20  # ... but never below this many pixels at detection resolution
 MTCNN_RNET_PER_FRAME = 24  # P-Net candidates per frame passed to R-Net (best first)
 MTCNN_ONET_PER_FRAME = 8  # R-Net candidates per frame passed to O-Net
+MTCNN_KEY_STRIDE = 4  # the full cascade runs on every 4th sampled frame; O-Net follows faces in between
 
 # Model identity reported with every verdict.
 MODEL_NAME = "deepfake_detector"

@@ -66,7 +66,21 @@ def link_cost(previous: np.ndarray, box: np.ndarray) -> float | None:
 
 
 def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
-    """Link detections into tracks and return the most prominent one.
+    """The most prominent face track (see `face_tracks`); every frame absent when no face was found."""
+    tracks = face_tracks(frames, limit=1)
+    if tracks:
+        return tracks[0]
+    t = len(frames)
+    return FaceTrack(
+        boxes=np.zeros((t, 4), np.float32),
+        scores=np.zeros(t, np.float32),
+        landmarks=np.zeros((t, 5, 2), np.float32),
+        present=np.zeros(t, bool),
+    )
+
+
+def face_tracks(frames: Sequence[FrameFaces], limit: int | None = None) -> list[FaceTrack]:
+    """Link detections into tracks; the `limit` most prominent ones, most prominent first.
 
     Per frame, (track, detection) pairs are assigned greedily, closest first, each track and detection once. A
     track's weight is the sum over its frames of score times sqrt(box area), so a face seen large in many frames
@@ -99,15 +113,6 @@ def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
                 tracks.append({f: d})
                 last.append((f, faces.boxes[d]))
 
-    out = FaceTrack(
-        boxes=np.zeros((t, 4), np.float32),
-        scores=np.zeros(t, np.float32),
-        landmarks=np.zeros((t, 5, 2), np.float32),
-        present=np.zeros(t, bool),
-    )
-    if not tracks:
-        return out
-
     def weight(track: dict[int, int]) -> float:
         total = 0.0
         for f, d in track.items():
@@ -115,12 +120,20 @@ def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
             total += float(frames[f].scores[d]) * float(np.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 0.0)))
         return total
 
-    best_track = max(tracks, key=weight)
-    for f, d in best_track.items():
-        out.boxes[f] = frames[f].boxes[d]
-        out.scores[f] = frames[f].scores[d]
-        out.landmarks[f] = frames[f].landmarks[d]
-        out.present[f] = True
+    out = []
+    for chosen in sorted(tracks, key=weight, reverse=True)[:limit]:
+        track = FaceTrack(
+            boxes=np.zeros((t, 4), np.float32),
+            scores=np.zeros(t, np.float32),
+            landmarks=np.zeros((t, 5, 2), np.float32),
+            present=np.zeros(t, bool),
+        )
+        for f, d in chosen.items():
+            track.boxes[f] = frames[f].boxes[d]
+            track.scores[f] = frames[f].scores[d]
+            track.landmarks[f] = frames[f].landmarks[d]
+            track.present[f] = True
+        out.append(track)
     return out
 
 

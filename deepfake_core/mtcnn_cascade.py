@@ -53,6 +53,9 @@ class DetectorParams:
     # test fixtures; 24/8 leaves room for several people per frame.
     rnet_per_frame: int = C.MTCNN_RNET_PER_FRAME
     onet_per_frame: int = C.MTCNN_ONET_PER_FRAME
+    # face_tracking.track_faces: the full cascade on every key_stride-th frame, O-Net follows faces in between
+    # (1: the cascade on every frame).
+    key_stride: int = C.MTCNN_KEY_STRIDE
 
 
 @dataclass
@@ -182,6 +185,15 @@ def detection_scale(height: int, width: int, max_side: int) -> float:
     return min(1.0, max_side / max(height, width))
 
 
+def detection_images(frames: np.ndarray, params: DetectorParams) -> tuple[np.ndarray, float]:
+    """Frames [N,H,W,3] brought down to the detection resolution (never up), and the factor applied."""
+    height, width = frames.shape[1:3]
+    ds = detection_scale(height, width, params.detect_max_side)
+    if ds >= 1.0:
+        return frames, 1.0
+    return _resize_batch(frames, max(1, round(height * ds)), max(1, round(width * ds))), ds
+
+
 def detect_faces(
     frames: np.ndarray,
     nets: MtcnnNets,
@@ -194,10 +206,28 @@ def detect_faces(
     each video gets its own probe pass, so its result does not depend on what it was batched with.
     """
     params = params or DetectorParams()
-    n, height, width = frames.shape[:3]
-    ids = np.zeros(n, np.int64) if video_ids is None else np.asarray(video_ids)
-    ds = detection_scale(height, width, params.detect_max_side)
-    images = _resize_batch(frames, max(1, round(height * ds)), max(1, round(width * ds))) if ds < 1.0 else frames
+    images, ds = detection_images(frames, params)
+    ids = np.zeros(len(frames), np.int64) if video_ids is None else np.asarray(video_ids)
+    return scale_faces(detect_scaled(images, nets, params, ids), 1.0 / ds)
+
+
+def scale_faces(found: Sequence[FrameFaces], factor: float) -> list[FrameFaces]:
+    """Coordinates multiplied by `factor` (detection resolution -> frame pixels)."""
+    return [
+        FrameFaces(
+            boxes=(f.boxes * factor).astype(np.float32),
+            scores=f.scores,
+            landmarks=(f.landmarks * factor).astype(np.float32),
+        )
+        for f in found
+    ]
+
+
+def detect_scaled(images: np.ndarray, nets: MtcnnNets, params: DetectorParams, ids: np.ndarray) -> list[FrameFaces]:
+    """`detect_faces` on images already at detection resolution; coordinates in those images' pixels."""
+    n = len(images)
+    if n == 0:
+        return []
     base_min_face = max(params.min_face_px, params.min_face_fraction * min(images.shape[1:3]))
     min_face = np.full(n, base_min_face)
     probe = np.zeros(n, bool)
@@ -221,13 +251,31 @@ def detect_faces(
     rest = np.flatnonzero(~probe)
     for i, faces in zip(rest, _cascade(images[rest], nets, params, base_min_face, min_face[rest]), strict=True):
         found[i] = faces
-    inv = 1.0 / ds
-    return [
-        FrameFaces(
-            boxes=(f.boxes * inv).astype(np.float32), scores=f.scores, landmarks=(f.landmarks * inv).astype(np.float32)
-        )
-        for f in found
-    ]
+    return found
+
+
+def refine_boxes(
+    images: np.ndarray, image_ids: np.ndarray, boxes: np.ndarray, nets: MtcnnNets, params: DetectorParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """O-Net on given boxes (one per entry of `image_ids`): (accepted [K] bool, boxes [K,4], scores [K],
+    landmarks [K,5,2]), as the cascade's last stage computes them. Used to follow a face between detections."""
+    if len(boxes) == 0:
+        return np.zeros(0, bool), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    boxes = _square(np.asarray(boxes, np.float32))
+    ok, refined, score, points = _onet(images, image_ids, boxes, nets, params)
+    return ok, refined.astype(np.float32), score.astype(np.float32), points.astype(np.float32)
+
+
+def _onet(
+    images: np.ndarray, image_ids: np.ndarray, boxes: np.ndarray, nets: MtcnnNets, params: DetectorParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The O-Net stage on square boxes: (accepted, regressed boxes, scores, landmarks), one row per box."""
+    prob, reg, marks = _run_chunked(nets.onet, normalize(_crop_patches(images, image_ids, boxes, 48)), params.max_batch)
+    ok = prob[:, 1] > params.thresholds[2]
+    bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    points = np.stack([bw * marks[:, :5] + boxes[:, :1] - 1, bh * marks[:, 5:] + boxes[:, 1:2] - 1], axis=-1)
+    return ok, _regress(boxes, reg), prob[:, 1], points
 
 
 def _cascade(
@@ -294,13 +342,8 @@ def _cascade(
         return [FrameFaces() for _ in range(n)]
 
     # Stage 3: O-Net gives the final boxes, scores and five landmarks.
-    prob, reg, marks = _run_chunked(nets.onet, normalize(_crop_patches(images, ids, boxes, 48)), params.max_batch)
-    ok = prob[:, 1] > th[2]
-    boxes, ids, reg, score, marks = boxes[ok], ids[ok], reg[ok], prob[ok, 1], marks[ok]
-    bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
-    bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
-    points = np.stack([bw * marks[:, :5] + boxes[:, :1] - 1, bh * marks[:, 5:] + boxes[:, 1:2] - 1], axis=-1)
-    boxes = _regress(boxes, reg)
+    ok, boxes, score, points = _onet(images, ids, boxes, nets, params)
+    boxes, ids, score, points = boxes[ok], ids[ok], score[ok], points[ok]
     keep = batched_nms(boxes, score, ids, 0.7, mode="min")
     boxes, ids, score, points = boxes[keep], ids[keep], score[keep], points[keep]
 

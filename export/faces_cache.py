@@ -1,9 +1,10 @@
 """The serving face pipeline applied offline, with its results cached on disk.
 
 Exactly what Triton does per video (``video_decode`` -> ``face_detector`` -> ``face_crop``), with the same shared
-code: ``sample_video`` (T evenly spaced frames at analysis resolution), the MTCNN cascade ``detect_faces`` (nets
-run with ONNX Runtime on the very ``model_repository/mtcnn_*/1/model.onnx`` files Triton serves, or the torch
-nets), ``main_face_track`` and ``crop_faces``. Training and evaluation read the uint8 crops from the cache, so an
+code: ``sample_video`` (T evenly spaced frames at analysis resolution), ``track_faces`` (the MTCNN cascade on key
+frames, O-Net following faces in between; nets run with ONNX Runtime on the very
+``model_repository/mtcnn_*/1/model.onnx`` files Triton serves, or the torch nets), ``main_face_track`` and
+``crop_faces``. Training and evaluation read the uint8 crops from the cache, so an
 epoch never re-detects faces and the classifier sees the crops serving would give it.
 
 Extras that serving doesn't have: side-by-side composites are cut to one panel before detection, and photos
@@ -30,15 +31,16 @@ import cv2
 import numpy as np
 
 from deepfake_core import constants as C
+from deepfake_core.face_tracking import track_faces
 from deepfake_core.faces import crop_faces, crop_region, main_face_track
-from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets, detect_faces
+from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets
 from deepfake_core.video import analysis_size, sample_video
 from export.datasets import Sample, discover_all
 
 __all__ = ["DEFAULT_CACHE", "FaceClip", "FaceExtractor", "cache_clips", "onnx_nets", "torch_nets"]
 
 DEFAULT_CACHE = Path(os.environ.get("DEEPFAKE_FACE_CACHE", Path.home() / ".cache" / "deepfake-faces"))
-PIPELINE_VERSION = "1"  # bump when the pipeline's output changes, to invalidate caches
+PIPELINE_VERSION = "2"  # bump when the pipeline's output changes, to invalidate caches
 _MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
 
@@ -184,7 +186,7 @@ class FaceExtractor:
         else:
             frames = sample_video(str(sample.path), self.num_frames, C.ANALYSIS_MAX_SIDE).frames
         frames = _cut_panel(frames, sample.panel)
-        found = detect_faces(frames, self.nets, self.params)
+        found = track_faces(frames, self.nets, self.params)
         track = main_face_track(found)
         return FaceClip(
             crops=crop_faces(frames, track.boxes, track.present),

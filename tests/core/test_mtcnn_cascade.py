@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from skimage.data import astronaut
 
@@ -16,25 +15,8 @@ from deepfake_core.mtcnn_cascade import (
     nms,
     pyramid_scales,
 )
-from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
 
 ASTRONAUT_FACE = np.array([180, 61, 268, 174], np.float32)  # facenet-pytorch's own MTCNN, within 2 px
-
-
-@pytest.fixture(scope="module")
-def nets() -> MtcnnNets:
-    def session(name: str) -> ort.InferenceSession:
-        path = DEFAULT_MODEL_REPOSITORY / name / "1" / "model.onnx"
-        if not path.exists():
-            pytest.fail(f"{path} missing: run `make export`")
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    sessions = {n: session(f"mtcnn_{n}") for n in ("pnet", "rnet", "onet")}
-
-    def call(name: str):  # type: ignore[no-untyped-def]
-        return lambda x: sessions[name].run(None, {"image": x})
-
-    return MtcnnNets(pnet=call("pnet"), rnet=call("rnet"), onet=call("onet"))
 
 
 def test_finds_the_astronaut_face(nets: MtcnnNets) -> None:

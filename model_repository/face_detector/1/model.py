@@ -1,4 +1,5 @@
-"""face_detector: the MTCNN cascade over every frame of every batched request, then the main face track.
+"""face_detector: MTCNN on the key frames of every batched request, O-Net following faces in between, then the
+main face track (deepfake_core.face_tracking).
 
 P-Net, R-Net and O-Net are the ONNX models mtcnn_pnet/rnet/onet, called through BLS; frames of the same size from
 all requests in the batch go through each network together.
@@ -13,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from deepfake_core import constants as C
+from deepfake_core.face_tracking import track_faces
 from deepfake_core.faces import main_face_track
-from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets, detect_faces
+from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets
 from deepfake_core.triton_glue import (
     bls_call,
     input_array,
@@ -40,6 +42,7 @@ class TritonPythonModel:
             min_face_px=float(p.get("min_face_px", C.MTCNN_MIN_FACE_PX)),
             rnet_per_frame=int(p.get("rnet_per_frame", C.MTCNN_RNET_PER_FRAME)),
             onet_per_frame=int(p.get("onet_per_frame", C.MTCNN_ONET_PER_FRAME)),
+            key_stride=int(p.get("key_stride", C.MTCNN_KEY_STRIDE)),
         )
         self.nets = MtcnnNets(
             pnet=_net("mtcnn_pnet", ["prob", "reg"]),
@@ -64,7 +67,7 @@ class TritonPythonModel:
             try:
                 frames = np.concatenate([videos[i][0] for i in members])
                 owner = np.repeat(np.arange(len(members)), [len(videos[i][0]) for i in members])
-                found = detect_faces(frames, self.nets, self.params, video_ids=owner)
+                found = track_faces(frames, self.nets, self.params, video_ids=owner)
             except Exception as exc:  # noqa: BLE001 - a failing BLS call fails these requests, not the server
                 for i in members:
                     responses[i] = internal_error(f"face detection failed: {exc}")
