@@ -46,7 +46,9 @@ __all__ = [
     "VideoLimits",
     "VideoTooLargeError",
     "evenly_spaced_indices",
+    "i420_planes",
     "iter_video_frames",
+    "pack_i420",
     "probe_video",
     "sample_video",
 ]
@@ -337,15 +339,24 @@ def _rotation(frame: Any) -> int:
 
 
 class _Converter:
-    """Decoded frame -> RGB uint8 (H, W, 3) at analysis size in one swscale call, display rotation applied."""
+    """Decoded frame -> RGB uint8 (H, W, 3) at analysis size in one swscale call, display rotation applied.
 
-    def __init__(self, first: Any, max_side: int, limits: VideoLimits) -> None:
+    ``pixel_format="yuv420p"``: I420 instead (``i420_planes`` layout), which is what decoders give and encoders
+    take: no colour conversion at all. Needs an even output size.
+    """
+
+    def __init__(self, first: Any, max_side: int, limits: VideoLimits, pixel_format: str = "rgb24") -> None:
+        if pixel_format not in ("rgb24", "yuv420p"):
+            raise ValueError(f"pixel_format must be rgb24 or yuv420p, got {pixel_format!r}")
+        self.pixel_format = pixel_format
         self.rotation = _rotation(first)
         width, height = first.width, first.height
         _check_size(width, height, limits)  # the header may not have known the size
         self.out_w, self.out_h, self.scale = analysis_size(width, height, max_side)
         turned = self.rotation in (90, 270)
         self.width, self.height = (height, width) if turned else (width, height)
+        if pixel_format == "yuv420p" and (self.out_w % 2 or self.out_h % 2):
+            raise ValueError(f"yuv420p output needs an even size, got {self.out_w}x{self.out_h}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -354,10 +365,33 @@ class _Converter:
         return (self.out_w, self.out_h, 3) if turned else (self.out_h, self.out_w, 3)
 
     def __call__(self, frame: Any) -> np.ndarray:
+        if self.pixel_format == "yuv420p":
+            yuv = frame.to_ndarray(format="yuv420p", width=self.out_w, height=self.out_h)
+            if not self.rotation:
+                return np.ascontiguousarray(yuv)
+            planes = i420_planes(yuv, self.out_w, self.out_h)
+            return pack_i420(*(np.rot90(plane, self.rotation // 90) for plane in planes))
         rgb = frame.to_ndarray(format="rgb24", width=self.out_w, height=self.out_h)
         if self.rotation:
             rgb = np.ascontiguousarray(np.rot90(rgb, self.rotation // 90))
         return rgb
+
+
+def i420_planes(yuv: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (H, W), U and V (H/2, W/2) planes of a packed I420 frame (``(H * 3 / 2, W)`` uint8, as PyAV's
+    ``to_ndarray()`` gives for yuv420p). Writing to a view writes to the frame."""
+    flat = yuv.reshape(-1)
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return (
+        flat[:luma].reshape(height, width),
+        flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+    )
+
+
+def pack_i420(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Y, U, V planes -> one packed I420 frame ``(H * 3 / 2, W)`` uint8 (even sizes)."""
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, y.shape[1])
 
 
 def _frame_time(frame: Any, index: int, fps: float, start: float) -> float:
@@ -520,8 +554,12 @@ def iter_video_frames(
     limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, immutable
     *,
     threads: int = DECODE_THREADS,
+    pixel_format: str = "rgb24",
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Every frame as ``(index, seconds, rgb)``, one at a time (the whole video is never held in memory).
+
+    ``pixel_format="yuv420p"`` gives packed I420 frames (``i420_planes``) instead: no colour conversion, for a
+    re-encoder; the analysis size must then be even (ValueError otherwise, before anything is yielded).
 
     Indices, timestamps, scaling and rotation match ``sample_video``'s. Limits are checked before decoding,
     except the frame count (no demux pass here): going past ``max_frames`` raises VideoTooLargeError when it
@@ -538,7 +576,7 @@ def iter_video_frames(
         start = 0.0
         for index, frame in enumerate(run):
             if convert is None:
-                convert = _Converter(frame, max_side, limits)
+                convert = _Converter(frame, max_side, limits, pixel_format)
                 start = _start_time(header.start, frame)
             if index >= limits.max_frames:
                 raise VideoTooLargeError(f"the video has more than {limits.max_frames} frames (the limit)")
@@ -607,11 +645,31 @@ class H264Writer:
                 ((0, self.height - self.in_height), (0, self.width - self.in_width), (0, 0)),
                 mode="edge",
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_frame), format="rgb24")
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_frame), format="rgb24"))
+
+    def _encode(self, frame: Any) -> None:
         frame.pts = self.frames_written
         frame.time_base = self._time_base
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
+
+    def write_i420(self, yuv: np.ndarray) -> None:
+        """Encode one packed I420 frame ``(height * 3 / 2, width)`` uint8 (even sizes only): no colour conversion."""
+        if self._closed:
+            raise RuntimeError("H264Writer is closed")
+        if (
+            yuv.dtype != np.uint8
+            or yuv.shape != (self.height * 3 // 2, self.width)
+            or (self.in_width, self.in_height)
+            != (
+                self.width,
+                self.height,
+            )
+        ):
+            raise ValueError(
+                f"expected uint8 I420 frames of shape {(self.height * 3 // 2, self.width)}, got {yuv.shape}"
+            )
+        self._encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p"))
 
     def close(self) -> None:
         """Flush the encoder and finish the file (the faststart pass moves the index to the front)."""

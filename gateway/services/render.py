@@ -1,7 +1,8 @@
 """The overlay video: every input frame with the face box, the Grad-CAM heatmap and a verdict banner.
 
-One streaming pass: ``iter_video_frames`` decodes (and scales, in the same swscale call) one frame at a time, the
-frame is drawn on in place, and ``H264Writer`` encodes it (H.264 yuv420p mp4, faststart). Memory stays at a few
+One streaming pass: ``iter_video_frames`` decodes (and scales) one frame at a time as I420, the pixels under the
+face box and the banner are converted to RGB, drawn on and converted back in place, and ``H264Writer`` encodes the
+I420 frame (H.264 yuv420p mp4, faststart): no whole-frame colour conversion. Memory stays at a few
 frames whatever the video's length. Same frame count and rate as the input.
 
 Output size: ``max_side`` limits the SHORTER side (720 means "720p": 1920x1080 -> 1280x720, a portrait
@@ -14,8 +15,8 @@ What each output frame shows (analysed frame = one of the T frames Triton looked
   as the crop was cut (``deepfake_core.faces.crop_region``) and alpha-blended (jet) INSIDE the face box only;
 - the box outline coloured by that frame's score (green = real, yellow = the threshold, red = fake);
 - a banner at the top: verdict, video probability of FAKE and the current frame's score.
-Everything else is left as decoded. Drawing is in RGB (the writer takes RGB): the only colour conversion is the
-colormap's, done once per analysed frame.
+Everything else is left as decoded. Drawing is in RGB on those regions only. Odd output sizes (rare: I420 needs
+even ones) take an RGB path that converts whole frames.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ import numpy as np
 
 from deepfake_core.detector_io import DetectorResult
 from deepfake_core.faces import crop_region
-from deepfake_core.video import H264Writer, VideoInfo, iter_video_frames, probe_video
+from deepfake_core.video import (
+    H264Writer,
+    VideoInfo,
+    analysis_size,
+    i420_planes,
+    iter_video_frames,
+    pack_i420,
+    probe_video,
+)
 
 __all__ = ["HEATMAP_ALPHA", "RenderStats", "measure_floor", "output_size", "render_overlay", "score_colour"]
 
@@ -87,18 +96,22 @@ def _rate(fps: float) -> Fraction:
 def measure_floor(
     source: str | Path, destination: str | Path, *, max_side: int = 720, preset: str = "ultrafast", crf: int = 23
 ) -> float:
-    """Seconds to decode ``source`` and encode it again with the overlay's settings and no drawing (the floor)."""
+    """Seconds to decode ``source`` and encode it again with the overlay's settings and no drawing (the floor).
+
+    Frames go from the decoder to the encoder as I420, scaled when needed, without any colour conversion: the
+    cheapest decode + re-encode there is (the overlay converts only the pixels it draws on)."""
     start = time.perf_counter()
     info = probe_video(source)
     _, _, longer = output_size(info.width, info.height, max_side)
+    out_w, out_h, _ = analysis_size(info.width, info.height, longer)
+    i420 = out_w % 2 == 0 and out_h % 2 == 0
     with ExitStack() as stack:
-        writer: H264Writer | None = None
-        for _, _, rgb in iter_video_frames(source, longer):
-            if writer is None:
-                writer = stack.enter_context(
-                    H264Writer(destination, rgb.shape[1], rgb.shape[0], _rate(info.fps), preset=preset, crf=crf)
-                )
-            writer.write(rgb)
+        writer = stack.enter_context(H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf))
+        for _, _, pixels in iter_video_frames(source, longer, pixel_format="yuv420p" if i420 else "rgb24"):
+            if i420:
+                writer.write_i420(pixels)
+            else:
+                writer.write(np.ascontiguousarray(pixels))
     return time.perf_counter() - start
 
 
@@ -223,26 +236,93 @@ class _Overlay:
         frame_part = f"frame {self.scores[slot]:.2f}" if has_box and slot >= 0 else "frame: no face"
         return f"P(fake) {self.prob:.2f}  |  {frame_part}"
 
+    def _box_rect(self, box: np.ndarray | None) -> tuple[int, int, int, int] | None:
+        """The face box in output pixels (clipped), or None when there is nothing to draw."""
+        if box is None:
+            return None
+        scaled = box * self.scale
+        x1 = int(np.clip(np.floor(scaled[0]), 0, self.out_w))
+        y1 = int(np.clip(np.floor(scaled[1]), 0, self.out_h))
+        x2 = int(np.clip(np.ceil(scaled[2]), 0, self.out_w))
+        y2 = int(np.clip(np.ceil(scaled[3]), 0, self.out_h))
+        return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None
+
+    def _draw_box(
+        self, canvas: np.ndarray, slot: int, box: np.ndarray, rect: tuple[int, int, int, int], origin: tuple[int, int]
+    ) -> None:
+        """Heatmap and outline of the face box ``rect`` (output pixels) on ``canvas``, whose top-left pixel is
+        output pixel ``origin``."""
+        x1, y1, x2, y2 = rect
+        ox, oy = origin
+        if self.cams is not None:
+            roi = canvas[y1 - oy : y2 - oy, x1 - ox : x2 - ox]
+            patch = self._heat_patch(slot, box, rect)
+            cv2.addWeighted(roi, 1.0 - HEATMAP_ALPHA, patch, HEATMAP_ALPHA, 0.0, dst=roi)
+        colour = score_colour(self.scores[slot], self.threshold)
+        cv2.rectangle(canvas, (x1 - ox, y1 - oy), (x2 - 1 - ox, y2 - 1 - oy), colour, self.thickness, cv2.LINE_8)
+
+    def _draw_banner(self, strip: np.ndarray, slot: int, has_box: bool) -> None:
+        """The banner on the top ``banner_h`` rows (RGB, full width), in place."""
+        np.right_shift(strip, 2, out=strip)  # darken to a quarter: the banner stays see-through
+        layer, mask = self._banner(self.banner_text(slot, has_box))
+        cv2.copyTo(layer, mask, strip)  # in place; ~100x faster than np.copyto(where=)
+
     def draw(self, frame: np.ndarray, index: int) -> None:
         """Draw on one output frame (RGB uint8, C-contiguous) in place."""
         slot, box = self.state(index)
-        if box is not None:
-            scaled = box * self.scale
-            x1 = int(np.clip(np.floor(scaled[0]), 0, self.out_w))
-            y1 = int(np.clip(np.floor(scaled[1]), 0, self.out_h))
-            x2 = int(np.clip(np.ceil(scaled[2]), 0, self.out_w))
-            y2 = int(np.clip(np.ceil(scaled[3]), 0, self.out_h))
-            if x2 - x1 >= 2 and y2 - y1 >= 2:
-                if self.cams is not None:
-                    roi = frame[y1:y2, x1:x2]
-                    patch = self._heat_patch(slot, box, (x1, y1, x2, y2))
-                    cv2.addWeighted(roi, 1.0 - HEATMAP_ALPHA, patch, HEATMAP_ALPHA, 0.0, dst=roi)
-                colour = score_colour(self.scores[slot], self.threshold)
-                cv2.rectangle(frame, (x1, y1), (x2 - 1, y2 - 1), colour, self.thickness, cv2.LINE_8)
-        strip = frame[: self.banner_h]
-        np.right_shift(strip, 2, out=strip)  # darken to a quarter: the banner stays see-through
-        layer, mask = self._banner(self.banner_text(slot, box is not None))
-        cv2.copyTo(layer, mask, strip)  # in place; ~100x faster than np.copyto(where=)
+        rect = self._box_rect(box)
+        if rect is not None and box is not None:
+            self._draw_box(frame, slot, box, rect, (0, 0))
+        self._draw_banner(frame[: self.banner_h], slot, box is not None)
+
+    def draw_i420(self, yuv: np.ndarray, index: int) -> None:
+        """Draw on one packed I420 output frame in place: only the face box's and the banner's pixels are converted
+        to RGB and back (OpenCV's BT.601 matches FFmpeg's within 1 level on average), the rest of the frame is
+        passed to the encoder as decoded. Converting whole frames both ways cost ~40 % of the render's CPU."""
+        planes = i420_planes(yuv, self.out_w, self.out_h)
+        slot, box = self.state(index)
+        rect = self._box_rect(box)
+        if rect is not None and box is not None:
+            reach = self.thickness  # the outline is drawn centred on the box edge
+            region = _even_region(
+                rect[0] - reach, rect[1] - reach, rect[2] + reach, rect[3] + reach, self.out_w, self.out_h
+            )
+            canvas = _region_rgb(planes, region)
+            self._draw_box(canvas, slot, box, rect, (region[0], region[1]))
+            _store_region(planes, region, canvas)
+        region = _even_region(0, 0, self.out_w, self.banner_h, self.out_w, self.out_h)
+        canvas = _region_rgb(planes, region)
+        self._draw_banner(canvas[: self.banner_h], slot, box is not None)
+        _store_region(planes, region, canvas)
+
+
+def _even_region(x1: int, y1: int, x2: int, y2: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The rectangle grown to even coordinates (I420 shares one chroma sample per 2x2 pixels), inside the frame."""
+    x1, y1 = max(0, x1) & ~1, max(0, y1) & ~1
+    x2, y2 = min(width, x2 + (x2 & 1)), min(height, y2 + (y2 & 1))
+    return x1, y1, x2, y2
+
+
+def _region_rgb(planes: tuple[np.ndarray, np.ndarray, np.ndarray], region: tuple[int, int, int, int]) -> np.ndarray:
+    x1, y1, x2, y2 = region
+    y, u, v = planes
+    packed = pack_i420(
+        y[y1:y2, x1:x2], u[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2], v[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2]
+    )
+    return cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
+
+
+def _store_region(
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray], region: tuple[int, int, int, int], rgb: np.ndarray
+) -> None:
+    x1, y1, x2, y2 = region
+    h, w = y2 - y1, x2 - x1
+    packed = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    y, u, v = planes
+    chroma = (h // 2) * (w // 2)
+    y[y1:y2, x1:x2] = packed[: h * w].reshape(h, w)
+    u[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = packed[h * w : h * w + chroma].reshape(h // 2, w // 2)
+    v[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = packed[h * w + chroma :].reshape(h // 2, w // 2)
 
 
 def render_overlay(
@@ -272,21 +352,26 @@ def render_overlay(
     out_w, out_h, longer = output_size(info.width, info.height, max_side)
     src_w = result.width if result.width > 0 else info.width
     src_h = result.height if result.height > 0 else info.height
+    out_w, out_h, _ = analysis_size(info.width, info.height, longer)  # what iter_video_frames will give
+    i420 = out_w % 2 == 0 and out_h % 2 == 0  # odd sizes (rare) take the RGB path, which pads them
     writer: H264Writer | None = None
     overlay: _Overlay | None = None
     with ExitStack() as stack:  # the writer deletes its partial file when the block raises
-        for index, _, rgb in iter_video_frames(source, longer):
+        for index, _, pixels in iter_video_frames(source, longer, pixel_format="yuv420p" if i420 else "rgb24"):
             if writer is None:
-                out_h, out_w = rgb.shape[:2]
                 writer = stack.enter_context(
                     H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf)
                 )
                 overlay = _Overlay(result, cams, label, threshold, out_w / src_w, out_h / src_h, out_w, out_h)
             assert overlay is not None
-            if not (rgb.flags.c_contiguous and rgb.flags.writeable):
-                rgb = np.array(rgb, order="C")  # odd widths come with padded rows; cv2 draws on contiguous arrays
-            overlay.draw(rgb, index)
-            writer.write(rgb)
+            if i420:
+                overlay.draw_i420(pixels, index)
+                writer.write_i420(pixels)
+                continue
+            if not (pixels.flags.c_contiguous and pixels.flags.writeable):
+                pixels = np.array(pixels, order="C")  # odd widths come with padded rows; cv2 draws on contiguous arrays
+            overlay.draw(pixels, index)
+            writer.write(pixels)
     assert writer is not None  # iter_video_frames raises when no frame decodes
     return RenderStats(
         frames=writer.frames_written,

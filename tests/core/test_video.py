@@ -332,3 +332,48 @@ def test_h264_writer_rejects_wrong_frames_and_cleans_up(tmp_path: Path) -> None:
         writer.write(np.zeros((48, 64, 3), np.uint8))
         writer.write(np.zeros((40, 64, 3), np.uint8))
     assert not path.exists()  # partial file removed
+
+
+def test_i420_frames_are_the_rgb_frames_without_conversion(videos: dict[str, Path], tmp_path: Path) -> None:
+    import cv2
+
+    from deepfake_core.video import H264Writer, i420_planes, pack_i420
+
+    rgb = [f for _, _, f in iter_video_frames(videos[".mp4"], max_side=320)]
+    yuv = [f for _, _, f in iter_video_frames(videos[".mp4"], max_side=320, pixel_format="yuv420p")]
+    assert len(rgb) == len(yuv)
+    h, w = rgb[0].shape[:2]
+    assert yuv[0].shape == (h * 3 // 2, w) and yuv[0].dtype == np.uint8
+    converted = cv2.cvtColor(yuv[0], cv2.COLOR_YUV2RGB_I420).astype(np.int16)
+    assert np.abs(converted - rgb[0]).mean() < 2.0  # OpenCV's BT.601 vs FFmpeg's swscale
+    planes = i420_planes(yuv[0], w, h)
+    assert [p.shape for p in planes] == [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
+    assert np.array_equal(pack_i420(*planes), yuv[0])
+    out = tmp_path / "i420.mp4"
+    with H264Writer(out, w, h, 25) as writer:
+        for frame in yuv:
+            writer.write_i420(frame)
+    back = [f for _, _, f in iter_video_frames(out)]
+    assert len(back) == len(rgb) and np.abs(back[0].astype(np.int16) - rgb[0]).mean() < 4.0
+
+
+def test_i420_frames_of_a_rotated_video_are_turned(tmp_path: Path) -> None:
+    from tests.media import face_video
+
+    path = tmp_path / "rotated.mp4"
+    face_video(path, width=320, height=180, seconds=0.4, rotation=90)
+    [(_, _, first), *_] = list(iter_video_frames(path, pixel_format="yuv420p"))
+    [(_, _, rgb), *_] = list(iter_video_frames(path))
+    assert rgb.shape[:2] == (320, 180) and first.shape == (320 * 3 // 2, 180)
+    import cv2
+
+    assert np.abs(cv2.cvtColor(first, cv2.COLOR_YUV2RGB_I420).astype(np.int16) - rgb).mean() < 2.0
+
+
+def test_i420_needs_an_even_size(tmp_path: Path) -> None:
+    from tests.media import face_video
+
+    path = tmp_path / "odd.mp4"
+    face_video(path, width=322, height=182, seconds=0.2)
+    with pytest.raises(ValueError, match="even"):
+        next(iter_video_frames(path, max_side=321, pixel_format="yuv420p"))

@@ -251,3 +251,40 @@ def test_floor_and_bad_source(clip: tuple[Path, np.ndarray, list[np.ndarray]], t
     with pytest.raises(VideoError):
         render_overlay(bad, out, _result(boxes, FRAMES, FPS, WIDTH, HEIGHT), None, label="REAL", threshold=0.5)
     assert not out.exists()
+
+
+def test_drawing_on_i420_matches_drawing_on_rgb(clip: tuple[Path, np.ndarray, list[np.ndarray]]) -> None:
+    """The I420 path converts only the box and banner regions: same picture as drawing on the RGB frame."""
+    import cv2
+
+    from deepfake_core.video import i420_planes
+
+    path, boxes, frames = clip
+    result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
+    cams = np.stack([_blob()] * T)
+    k = int(result.frame_indices[3])
+    yuvs = [yuv for i, _, yuv in iter_video_frames(path, 10_000, pixel_format="yuv420p") if i == k]
+    yuv = yuvs[0]
+    rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+    untouched = yuv.copy()
+    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, WIDTH, HEIGHT).draw(rgb, k)
+    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, WIDTH, HEIGHT).draw_i420(yuv, k)
+    # What the RGB path hands the encoder is that frame subsampled to yuv420p: compare with that.
+    encoded_rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)
+    diff = np.abs(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420).astype(np.int16) - encoded_rgb.astype(np.int16))
+    print(f"I420 vs RGB drawing: mean {diff.mean():.3f}, 99.9th percentile {np.percentile(diff, 99.9)}")
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 8
+    # Pixels away from the box and the banner are the decoder's, bit for bit.
+    away = ~_box_mask((HEIGHT, WIDTH), boxes[k], 8)
+    away[:BANNER_ROWS] = False
+    y_in, y_out = i420_planes(untouched, WIDTH, HEIGHT)[0], i420_planes(yuv, WIDTH, HEIGHT)[0]
+    assert np.array_equal(y_in[away], y_out[away])
+    assert not np.array_equal(y_in, y_out)
+
+
+def test_an_odd_sized_video_takes_the_rgb_path(tmp_path: Path) -> None:
+    src = tmp_path / "odd.mp4"
+    boxes = np.asarray(face_video(src, width=322, height=182, fps=FPS, seconds=1.0), np.float64)
+    result = _result(boxes, round(FPS), FPS, 322, 182)
+    stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", threshold=0.5)
+    assert (stats.width, stats.height) == (322, 182) and stats.frames == round(FPS)
