@@ -14,8 +14,10 @@ import ipaddress
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 
@@ -58,6 +60,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def access_mode(
+    flag: str | None, with_triton: bool, settings: Settings, environ: Mapping[str, str]
+) -> Literal["keys", "open"]:
+    """``--auth`` when given; open for the local development server (``--with-triton`` on loopback, no
+    ``GATEWAY_AUTH``); else the setting (keys unless GATEWAY_AUTH says open). The app logs a warning when open."""
+    if flag in ("keys", "open"):
+        return "open" if flag == "open" else "keys"
+    if with_triton and "GATEWAY_AUTH" not in environ and is_loopback(settings.host):
+        return "open"
+    return settings.auth
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
     p.add_argument("--host", help="override GATEWAY_HOST")
@@ -73,10 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if a.auth:
-        settings.auth = a.auth
-    elif a.with_triton and "GATEWAY_AUTH" not in os.environ and is_loopback(settings.host):
-        settings.auth = "open"  # `make serve`: the local development server (create_app logs a warning)
+    settings.auth = access_mode(a.auth, a.with_triton, settings, os.environ)
     server: TritonProcess | None = None
     if a.with_triton:
         if triton_is_up(settings.triton_grpc_url):
