@@ -89,7 +89,7 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     )
     access = AccessControl(settings)
     if access.open:
-        log.warning("%s: use it only on a trusted loopback (GATEWAY_AUTH=keys elsewhere)", access.describe())
+        log.warning("%s. Only for a trusted loopback: GATEWAY_AUTH=keys requires API keys", access.describe())
     else:
         log.info("%s", access.describe())
     log.info(

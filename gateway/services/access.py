@@ -41,7 +41,7 @@ class AccessControl:
         """One line for the start-up log."""
         if self.store is None:
             limit = f"{self.open_rate_per_minute}/min per client address" if self.open_rate_per_minute else "none"
-            return f"access is OPEN (GATEWAY_AUTH=open): no API key is needed; rate limit {limit}"
+            return f"access is OPEN: no API key is needed (auth=open); rate limit {limit}"
         limit = f"{self.rate_per_minute}/min per key by default" if self.rate_per_minute else "none by default"
         return f"access: API keys from {self.store.path} ({self.store.active_count} active); rate limit {limit}"
 

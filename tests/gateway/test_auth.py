@@ -154,8 +154,11 @@ def test_cors_is_off_by_default(keyed: GatewayServer, key: str) -> None:
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
 
 
-def test_cors_when_configured(make_gateway: GatewayFactory) -> None:
+def test_cors_when_configured(make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
     gw = make_gateway(auth="keys", cors_origins="https://app.example.org, https://other.example.org")
+    started = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("access: API keys from") for m in started) and not any("OPEN" in m for m in started)
     key = create(gw.settings.api_keys_path, "browser", 0)
     preflight = {
         "Origin": "https://app.example.org",
@@ -183,7 +186,7 @@ def test_open_access_is_explicit_logged_and_limited_per_address(
     caplog.set_level(logging.INFO, logger="gateway")
     gw = make_gateway(auth="open", open_rate_per_minute=30)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("access is OPEN" in m and "GATEWAY_AUTH=open" in m for m in warnings), warnings
+    assert any("access is OPEN" in m and "GATEWAY_AUTH=keys" in m for m in warnings), warnings
     statuses: list[int] = []
     with gw.client() as c:
         for _ in range(200):
