@@ -84,7 +84,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def require_access(
+async def require_access(  # async: on the event loop, so the rate buckets and the key store see one caller at a time
     request: Request,
     services: ServicesDep,
     api_key: Annotated[str | None, Security(_api_key_header)],
