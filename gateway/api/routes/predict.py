@@ -118,8 +118,8 @@ async def _predict_upload(request: Request, services: Services, started: float) 
 
 
 async def _capped(chunks: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
-    """The body, refused (413) once it passes ``cap`` bytes in all: the file part has its own limit, this one also
-    bounds what is outside it (preamble, part headers) and bodies sent without a Content-Length."""
+    """The body, refused (413) once it passes ``cap`` bytes in all, with or without a Content-Length: the file part
+    has its own limit, this one also bounds what the multipart parser skips (anything after the last boundary)."""
     size = 0
     async for chunk in chunks:
         size += len(chunk)
