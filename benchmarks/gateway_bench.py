@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             "GATEWAY_TRITON_GRPC_URL": triton.grpc_url,
             "GATEWAY_DATA_DIR": str(data_dir),
             "GATEWAY_STORAGE": "local",
+            "GATEWAY_AUTH": "open",  # a loopback gateway of its own
+            "GATEWAY_OPEN_RATE_PER_MINUTE": "0",
             "GATEWAY_ALLOWED_HOSTS": "127.0.0.1",
             "GATEWAY_HEATMAP": "true",
         }

@@ -2,15 +2,22 @@
 
 ``--with-triton`` (``make serve``) also starts the local Triton on its default ports unless one already answers at
 ``GATEWAY_TRITON_GRPC_URL``, and stops it when the gateway stops (Ctrl-C stops both).
+
+Access: API keys (``GATEWAY_AUTH=keys``, the default) unless told otherwise. ``--with-triton`` on a loopback address
+is the local development server: there, without ``--auth`` or ``GATEWAY_AUTH``, access is open (logged at start).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 
@@ -43,16 +50,44 @@ def local_triton(grpc_url: str, log_path: Path) -> TritonProcess:
     return TritonProcess(options=options, log_path=log_path)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def access_mode(
+    flag: str | None, with_triton: bool, settings: Settings, environ: Mapping[str, str]
+) -> Literal["keys", "open"]:
+    """``--auth`` when given; open for the local development server (``--with-triton`` on loopback, no
+    ``GATEWAY_AUTH``); else the setting (keys unless GATEWAY_AUTH says open). The app logs a warning when open."""
+    if flag in ("keys", "open"):
+        return "open" if flag == "open" else "keys"
+    if with_triton and "GATEWAY_AUTH" not in environ and is_loopback(settings.host):
+        return "open"
+    return settings.auth
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
     p.add_argument("--host", help="override GATEWAY_HOST")
     p.add_argument("--port", type=int, help="override GATEWAY_PORT")
     p.add_argument("--with-triton", action="store_true", help="start the local Triton too (unless one is up)")
+    p.add_argument(
+        "--auth",
+        choices=("keys", "open"),
+        help="override GATEWAY_AUTH (default keys; open for --with-triton on a loopback address)",
+    )
     p.add_argument("--log-level", default="info")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in (("host", a.host), ("port", a.port)) if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.auth = access_mode(a.auth, a.with_triton, settings, os.environ)
     server: TritonProcess | None = None
     if a.with_triton:
         if triton_is_up(settings.triton_grpc_url):

@@ -3,6 +3,9 @@
 Starts what is not running yet (the local Triton on its default ports 8000-8002, the gateway on 127.0.0.1:5050),
 serves a generated 3 s 640x360 face video from a loopback HTTP server, asks the gateway to analyse its URL, prints
 the JSON answer and where the overlay video is, then stops what it started.
+
+A gateway it starts has open access (loopback only); for one already running with API keys, set
+``DEEPFAKE_API_KEY`` (sent as ``X-API-Key``).
 """
 
 from __future__ import annotations
@@ -148,19 +151,24 @@ def main(argv: list[str] | None = None) -> None:
                 "GATEWAY_TRITON_GRPC_URL": a.triton,
                 "GATEWAY_DATA_DIR": str(data_dir),
                 "GATEWAY_ALLOWED_HOSTS": "127.0.0.1",  # the sample is served from loopback
+                "GATEWAY_AUTH": "open",  # a loopback gateway of its own
             }
             print(f"starting the gateway at {a.gateway} (log: {DEMO_DIR / 'gateway.log'}) ...", flush=True)
             stack.enter_context(gateway_process(env, a.gateway, DEMO_DIR / "gateway.log"))
         base = stack.enter_context(serve_directory(video.parent))
         url = f"{base}/{video.name}"
         print(f"POST {a.gateway}/api/v1/predict {{'url': '{url}'}}", flush=True)
-        with httpx.Client(base_url=a.gateway, timeout=300) as client:
+        key = os.environ.get("DEEPFAKE_API_KEY")
+        headers = {"X-API-Key": key} if key else {}
+        with httpx.Client(base_url=a.gateway, timeout=300, headers=headers) as client:
             r = client.post("/api/v1/predict", json={"url": url})
             if r.status_code == 400 and r.json().get("error", {}).get("type") == "url_refused":
                 print("that gateway refuses loopback URLs (no GATEWAY_ALLOWED_HOSTS): uploading the file instead")
                 with video.open("rb") as f:
                     r = client.post("/api/v1/predict/upload", files={"file": (video.name, f, "video/mp4")})
         body = r.json()
+        if r.status_code == 401:
+            sys.exit(f"{a.gateway} needs an API key: set DEEPFAKE_API_KEY (python -m gateway.keys create --name demo)")
         print(pretty_json(body))
         if r.status_code != 200:
             sys.exit(f"the gateway answered {r.status_code}")

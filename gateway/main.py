@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from deepfake_core import constants as C
 from deepfake_core.checkpoint import load_or_untrained
@@ -23,6 +24,7 @@ from gateway.api.routes import ROUTERS
 from gateway.api.routes.web import mount_web
 from gateway.core.errors import register_exception_handlers
 from gateway.core.settings import Settings
+from gateway.services.access import AccessControl
 from gateway.services.download import Downloader, build_download_client
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import Metrics, RequestContextMiddleware
@@ -85,6 +87,11 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     admission = Admission(
         settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
     )
+    access = AccessControl(settings)
+    if access.open:
+        log.warning("%s. Only for a trusted loopback: GATEWAY_AUTH=keys requires API keys", access.describe())
+    else:
+        log.info("%s", access.describe())
     log.info(
         "gateway ready: Triton %s, storage %s, model %s %s",
         settings.triton_grpc_url,
@@ -103,6 +110,7 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
         model=model,
         pipeline=pipeline,
         admission=admission,
+        access=access,
     )
 
 
@@ -136,6 +144,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     register_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if settings.cors_origins:  # added last: outermost, so preflights are answered before anything else
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     for router in ROUTERS:
         app.include_router(router)
     mount_web(app)  # the web page at / and its progress stream

@@ -1,4 +1,6 @@
-"""Dependencies of the routes: the long-lived services the lifespan put on ``app.state``."""
+"""Dependencies of the routes: the long-lived services the lifespan put on ``app.state``, and ``require_access``
+(the API key and rate limit check that ``gateway.api.routes.api_router`` puts in front of every route it includes).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.core.errors import request_id_of
 from gateway.core.settings import Settings
+from gateway.services.access import AccessControl, Caller
 from gateway.services.download import Downloader
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import Metrics
@@ -31,6 +36,7 @@ class Services:
     model: ModelInfo
     pipeline: Pipeline
     admission: Admission
+    access: AccessControl
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -71,3 +77,26 @@ TritonDep = Annotated[TritonService, Depends(get_triton)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+# auto_error=False: a missing key is answered by require_access, in the gateway's error shape.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (python -m gateway.keys)")
+_bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
+
+
+async def require_access(  # async: on the event loop, so the rate buckets and the key store see one caller at a time
+    request: Request,
+    services: ServicesDep,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Caller:
+    """The caller of an API route: a valid API key (``X-API-Key`` or ``Authorization: Bearer``) within its rate
+    limit, or anyone within the per-address limit with ``GATEWAY_AUTH=open``; else 401 / 429."""
+    presented = api_key or (bearer.credentials if bearer else None)
+    client = request.client.host if request.client else "unknown"
+    caller = services.access.admit(presented, client, request_id_of(request))
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_access)]

@@ -49,6 +49,16 @@ class UnsupportedVideo(GatewayError):
     error_type = "unsupported_video"
 
 
+class Unauthorized(GatewayError):
+    """No API key, or one that is unknown, wrong or revoked. The message never repeats the key."""
+
+    status_code = 401
+    error_type = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="deepfake-gateway"'})
+
+
 class UrlRefused(GatewayError):
     """The URL is not allowed: scheme, credentials, or an address the SSRF guard refuses."""
 
@@ -91,6 +101,13 @@ class Overloaded(_RetryLater):
     def __init__(self, message: str, *, retry_after_s: int = 5, status_code: int = 429) -> None:
         super().__init__(message, retry_after_s=retry_after_s)
         self.status_code = status_code
+
+
+class RateLimited(_RetryLater):
+    """The caller's rate limit (per API key, or per client address with open access) is used up."""
+
+    status_code = 429
+    error_type = "rate_limited"
 
 
 class TritonUnavailable(_RetryLater):

@@ -39,6 +39,26 @@ class Settings(BaseSettings):
         default="", description="absolute base of output_url with local storage (default: http://HOST:PORT)"
     )
 
+    # Access control (docs/deploy.md, "Access control")
+    auth: Literal["keys", "open"] = Field(
+        default="keys",
+        description="keys: every /api/v1 route but health and progress needs an API key (python -m gateway.keys); "
+        "open: no key, for a trusted loopback only (logged as a warning at start)",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="the key store written by python -m gateway.keys (default: DATA_DIR/api-keys.json)"
+    )
+    rate_per_minute: int = Field(
+        default=60, ge=0, description="requests per minute per API key unless the key has its own (0: no limit)"
+    )
+    open_rate_per_minute: int = Field(
+        default=120, ge=0, description="with auth=open: requests per minute per client address (0: no limit)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (comma-separated; empty: CORS off)",
+    )
+
     # Triton
     triton_grpc_url: str = Field(default="127.0.0.1:8001", description="Triton's gRPC address host:port")
     triton_timeout_s: float = Field(default=120.0, gt=0, description="deadline of one inference call")
@@ -105,9 +125,9 @@ class Settings(BaseSettings):
         default=None, description="torch device of Grad-CAM (default: cuda when available)"
     )
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         """Accept a comma-separated string (the environment's form) or a list."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -138,6 +158,11 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         """Temporary files (downloads, uploads, renders); every request removes its own."""
         return self.data_dir / "tmp"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """The key store of ``auth=keys``."""
+        return self.api_keys_file or self.data_dir / "api-keys.json"
 
     @property
     def use_cloudinary(self) -> bool:

@@ -14,6 +14,7 @@
     form: $("predict-form"), url: $("video-url"), urlHint: $("url-hint"), file: $("video-file"), drop: $("drop-zone"),
     fileChosen: $("file-chosen"), chooseText: $("choose-text"), fileName: $("file-name"), fileClear: $("file-clear"),
     frames: $("num-frames"), heatmap: $("heatmap"), submit: $("submit"), cancel: $("cancel"),
+    apiKey: $("api-key"), apiKeyBox: $("api-key-box"),
     live: $("live"), serviceInfo: $("service-info"), serviceWarning: $("service-warning"),
     uploadLimit: $("upload-limit"), maxFrames: $("max-frames"),
     progressPanel: $("progress-panel"), progressBar: $("progress-bar"), stages: $("stages"), elapsed: $("elapsed"),
@@ -70,10 +71,34 @@
     return node;
   }
 
+  // --- the API key (optional; kept in sessionStorage, sent as X-API-Key) ---------------------------------------
+
+  var KEY_STORAGE = "deepfake.apiKey";
+
+  function apiKey() { return els.apiKey.value.trim(); }
+
+  function keyHeaders() { return apiKey() ? { "X-API-Key": apiKey() } : {}; }
+
+  function setupApiKey() {
+    try { els.apiKey.value = window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (err) { /* storage off */ }
+    if (apiKey()) els.apiKeyBox.open = true;
+    els.apiKey.addEventListener("change", function () {
+      try {
+        if (apiKey()) window.sessionStorage.setItem(KEY_STORAGE, apiKey());
+        else window.sessionStorage.removeItem(KEY_STORAGE);
+      } catch (err) { /* storage off: the key lasts as long as the page */ }
+      setupApiKey();
+  loadInfo();
+    });
+  }
+
   // --- service info (defaults and limits) ---------------------------------------------------------------------
 
   function loadInfo() {
-    fetch(API + "/info").then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
+    fetch(API + "/info", { headers: keyHeaders() }).then(function (r) {
+      if (r.status === 401) els.apiKeyBox.open = true;
+      return r.ok ? r.json() : null;
+    }).then(function (info) {
       if (!info) return;
       var d = info.defaults || {}, l = info.limits || {};
       if (l.max_num_frames) {
@@ -260,6 +285,8 @@
     unsupported_video: ["This file could not be analysed as a video", "Try an MP4 (H.264), MOV, MKV, WebM or AVI file."],
     invalid_request: ["The request was not valid", null],
     overloaded: ["The service is busy", null],
+    unauthorized: ["An API key is needed", "Enter a valid key under \u201cAPI key\u201d in the form."],
+    rate_limited: ["Too many requests", null],
     triton_unavailable: ["The analysis service is unavailable", "The model server cannot be reached right now."],
     timeout: ["The analysis took too long", "Try fewer frames or a shorter video."],
     upstream_error: ["The analysis service failed", null],
@@ -269,7 +296,7 @@
   };
 
   var STATUS_TYPES = {
-    400: "url_refused", 413: "too_large", 422: "invalid_request", 424: "download_failed", 429: "overloaded",
+    400: "url_refused", 401: "unauthorized", 413: "too_large", 422: "invalid_request", 424: "download_failed", 429: "overloaded",
     502: "upstream_error", 503: "triton_unavailable", 504: "timeout", 500: "internal_error"
   };
 
@@ -365,6 +392,7 @@
     xhr.open("POST", file ? API + "/predict/upload" : API + "/predict");
     xhr.setRequestHeader("X-Request-ID", id);
     xhr.setRequestHeader("Accept", "application/json");
+    if (apiKey()) xhr.setRequestHeader("X-API-Key", apiKey());
     if (file) {
       xhr.upload.addEventListener("progress", function (e) {
         if (!e.lengthComputable || !current || current.id !== id) return;
@@ -381,6 +409,7 @@
         showResult(body, xhr.responseText);
       } else {
         var info = describeError(xhr.status, body, xhr.getResponseHeader("Retry-After"));
+        if (xhr.status === 401) els.apiKeyBox.open = true;
         showError(info);
         announce(info.title + ": " + info.message);
       }
@@ -820,6 +849,7 @@
     job.canvas.dataset.drawn = "true";
   }
 
+  setupApiKey();
   loadInfo();
   updateFileUi();
 })();

@@ -180,6 +180,14 @@ def test_gateway_secrets_come_from_the_environment() -> None:
     assert interpolate(env, {"CLOUDINARY_URL": url})["CLOUDINARY_URL"] == url
 
 
+def test_gateway_needs_api_keys_by_default(compose: dict[str, Any]) -> None:
+    """API keys unless the host says otherwise; CORS off (empty) by default."""
+    for name in ("gateway", "gateway-cpu"):
+        env = compose["services"][name]["environment"]
+        assert env["GATEWAY_AUTH"] == "keys" and env["GATEWAY_CORS_ORIGINS"] == ""
+    assert interpolate(raw()["services"]["gateway"]["environment"], {"GATEWAY_AUTH": "open"})["GATEWAY_AUTH"] == "open"
+
+
 def test_volumes_for_local_storage(compose: dict[str, Any]) -> None:
     declared = set(compose["volumes"])
     for name in ("gateway", "gateway-cpu"):

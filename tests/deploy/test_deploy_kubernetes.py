@@ -306,3 +306,22 @@ def test_every_manifest_file_is_used(path: Path) -> None:
         p["path"] for p in kustomization.get("patches", []) if "path" in p
     }
     assert path.name in listed
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_gateway_needs_api_keys_from_a_mounted_secret(target: str) -> None:
+    """GATEWAY_AUTH=keys; the key store is the optional Secret deepfake-api-keys, mounted read-only where
+    GATEWAY_API_KEYS_FILE points; the probes use routes that need no key."""
+    docs = rendered(target)
+    config = find(docs, "ConfigMap", GATEWAY)["data"]
+    assert config["GATEWAY_AUTH"] == "keys"
+    pod = find(docs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "deepfake-api-keys")
+    assert volume["secret"]["optional"] is True
+    mount = mounts[volume["name"]]
+    assert mount["readOnly"] is True
+    assert Path(config["GATEWAY_API_KEYS_FILE"]).parent == Path(mount["mountPath"])
+    open_paths = {"/api/v1/health", "/metrics"}
+    assert {c[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} <= open_paths

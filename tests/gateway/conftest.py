@@ -196,7 +196,8 @@ class GatewayServer:
 
 
 def gateway_settings(data_dir: Path, triton_grpc_url: str, **overrides: Any) -> Settings:
-    """Test settings: a free port, local storage in ``data_dir``, loopback allowlisted, T=8, no environment."""
+    """Test settings: a free port, local storage in ``data_dir``, loopback allowlisted, T=8, open access, no
+    environment."""
     port = free_port()
     values: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -211,6 +212,10 @@ def gateway_settings(data_dir: Path, triton_grpc_url: str, **overrides: Any) -> 
         "download_timeout_s": 30.0,
         "connect_timeout_s": 5.0,
         "cloudinary_url": None,
+        # Open access, stated explicitly (the default is keys): the tests of other features send no key.
+        # tests/gateway/test_auth.py starts its own gateways with keys.
+        "auth": "open",
+        "open_rate_per_minute": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -47,6 +47,7 @@ def test_twin_follows_a_reexport_and_ignores_an_unknown_checkpoint(tmp_path: Pat
         checkpoint=None,
         model_metadata=metadata,
         twin_reload_interval_s=0.2,
+        auth="open",
     )
     small = save_checkpoint(
         tmp_path / "small.pt", untrained_classifier({"width_mult": 0.25, "depth_mult": 0.25}), {"version": "v2"}

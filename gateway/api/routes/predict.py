@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,7 +26,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
         400: "URL refused (scheme, credentials, private or reserved address)",
-        413: "video too large",
+        413: "video too large (uploads: refused by Content-Length before reading, else while streaming)",
         422: "invalid request, or a video that cannot be analysed",
         424: "the download failed (error.remote_status holds the remote status)",
         429: "too many predictions in progress (Retry-After)",
@@ -100,7 +101,7 @@ async def _predict_upload(request: Request, services: Services, started: float) 
     async with services.admission.slot():
         receive_start = time.perf_counter()
         uploaded = await receive_upload(
-            request.stream(),
+            _capped(request.stream(), s.max_upload_bytes + MULTIPART_SLACK_BYTES, s.max_upload_bytes),
             request.headers.get("content-type", ""),
             tmp_dir=s.tmp_dir,
             max_bytes=s.max_upload_bytes,
@@ -114,6 +115,17 @@ async def _predict_upload(request: Request, services: Services, started: float) 
             job = _job(request, services, uploaded.path, uploaded.size, options, started)
             job.timings["download"] = time.perf_counter() - receive_start
             return await services.pipeline.run(job)
+
+
+async def _capped(chunks: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
+    """The body, refused (413) once it passes ``cap`` bytes in all, with or without a Content-Length: the file part
+    has its own limit, this one also bounds what the multipart parser skips (anything after the last boundary)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+        yield chunk
 
 
 async def _read_small_body(request: Request) -> bytes:
