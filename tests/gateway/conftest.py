@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -27,6 +27,9 @@ import uvicorn
 from gateway.core.settings import Settings
 from gateway.main import create_app
 from triton_runtime.process import TritonProcess, free_port
+
+if TYPE_CHECKING:
+    from tests.bad_media import BadInput
 
 FPS = 25
 FAST = {"num_frames": 4, "heatmap": False}  # the cheapest full prediction: used to check the service still serves
@@ -133,16 +136,23 @@ class VideoServer:
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated videos (and bad inputs) for the whole session."""
-    from tests.media import bad_inputs, face_video, faceless_video
+    """Generated videos (and the bad inputs of ``tests.bad_media``, as ``bad_file_name``) for the whole session."""
+    from tests.bad_media import BAD_INPUTS, Sources
+    from tests.media import face_video, faceless_video
 
     d = tmp_path_factory.mktemp("gateway-media")
     boxes = face_video(d / "face.mp4", width=640, height=360, fps=FPS, seconds=1.2)
     (d / "face_boxes.txt").write_text("\n".join(" ".join(f"{v:.2f}" for v in b) for b in boxes))
     faceless_video(d / "faceless.mp4", width=640, height=360, fps=FPS, seconds=1.0)
-    for name, data in bad_inputs(d / "bad-scratch").items():
-        (d / f"bad_{name}.bin").write_bytes(data)
+    sources = Sources(tmp_path_factory.mktemp("bad-scratch"))
+    for case in BAD_INPUTS:
+        (d / bad_file_name(case)).write_bytes(case.build(sources))
     return d
+
+
+def bad_file_name(case: BadInput) -> str:
+    """The file (served by ``video_server``) of a bad input: its name keeps the case's extension."""
+    return f"bad-{case.name}-{case.filename}"
 
 
 @pytest.fixture(scope="session")
