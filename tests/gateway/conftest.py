@@ -26,6 +26,7 @@ import uvicorn
 
 from gateway.core.settings import Settings
 from gateway.main import create_app
+from gateway.services.download import Resolver, system_resolver
 from triton_runtime.process import TritonProcess, free_port
 
 if TYPE_CHECKING:
@@ -171,11 +172,14 @@ def video_server(media_dir: Path) -> Iterator[VideoServer]:
 
 
 class GatewayServer:
-    """``create_app(settings)`` served by real uvicorn on a free loopback port in a background thread."""
+    """``create_app(settings)`` served by real uvicorn on a free loopback port in a background thread.
 
-    def __init__(self, settings: Settings) -> None:
+    ``resolver``: the download guard's DNS (tests that use names pass their own: no query leaves the machine).
+    """
+
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, resolver=resolver)
         config = uvicorn.Config(
             self.app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
         )
@@ -231,13 +235,13 @@ GatewayFactory = Callable[..., GatewayServer]
 
 @pytest.fixture
 def make_gateway(tmp_path: Path, triton: TritonProcess) -> Iterator[GatewayFactory]:
-    """Start extra gateways for one test (``make_gateway(**setting_overrides)``); all stopped after it."""
+    """Start extra gateways for one test (``make_gateway(resolver=..., **setting_overrides)``); all stopped after it."""
     started: list[GatewayServer] = []
 
-    def make(**overrides: Any) -> GatewayServer:
+    def make(resolver: Resolver = system_resolver, **overrides: Any) -> GatewayServer:
         data_dir = overrides.pop("data_dir", tmp_path / f"gateway-{len(started)}")
         server = GatewayServer(
-            gateway_settings(data_dir, overrides.pop("triton_grpc_url", triton.grpc_url), **overrides)
+            gateway_settings(data_dir, overrides.pop("triton_grpc_url", triton.grpc_url), **overrides), resolver
         )
         started.append(server.__enter__())
         return server
