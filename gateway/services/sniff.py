@@ -7,6 +7,7 @@ container, so these are refused here with a message that says what the file is, 
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 SNIFF_BYTES = 512
@@ -44,16 +45,13 @@ _TEXT_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _looks_like_text(head: bytes) -> bool:
+def _text_of(head: bytes) -> str | None:
+    """The head as text (UTF-8, a BOM and a character cut at the end of the sample allowed), or None for binary."""
     try:
-        text = head.decode("utf-8")
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
     except UnicodeDecodeError:
-        # A multi-byte character cut at the end of the sample is still text.
-        try:
-            text = head[:-3].decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return bool(text) and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+        return None
+    return text if text and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text) else None
 
 
 def describe_non_video(head: bytes) -> str | None:
@@ -63,11 +61,12 @@ def describe_non_video(head: bytes) -> str | None:
             return what
     if head[:4] == b"RIFF" and head[8:12] in _RIFF_KINDS:
         return _RIFF_KINDS[head[8:12]]
-    if _looks_like_text(head):
-        first = head.lstrip(b"\xef\xbb\xbf \t\r\n").decode("utf-8", "replace").lower()
-        for prefix, what in _TEXT_KINDS:
-            if first.startswith(prefix):
-                return what
+    text = _text_of(head)
+    if text is not None:
+        first = text.lstrip().lower()
+        for start, kind in _TEXT_KINDS:
+            if first.startswith(start):
+                return kind
         return "a text file"
     return None
 
