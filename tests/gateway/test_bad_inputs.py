@@ -9,6 +9,7 @@ import pytest
 from tests.bad_media import BAD_INPUTS, BadInput
 from tests.gateway.conftest import (
     FAST,
+    GatewayFactory,
     GatewayServer,
     VideoServer,
     assert_error,
@@ -53,3 +54,22 @@ def test_bad_input_upload_is_refused(
         check_refusal(r, case, gateway)
     assert_serves(client, video_server)
     assert tmp_files(gateway) == []
+
+
+def test_limits_follow_the_settings(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
+    """The frame-count, frame-size and minimum-frames limits are settings (face.mp4: 30 frames of 640x360)."""
+    strict = make_gateway(max_frames=10, max_pixels=640 * 360, min_frames=2)
+    with strict.client() as c:
+        r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
+        assert "more than 10 frames" in assert_error(r, 413, "too_large")["error"]["message"]
+    picky = make_gateway(max_pixels=640 * 360 - 1, min_frames=31)
+    with picky.client() as c:
+        r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
+        assert "640x360" in assert_error(r, 413, "too_large")["error"]["message"]
+    lenient = make_gateway(min_frames=31)
+    with lenient.client() as c:
+        r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
+        assert "only 30 frame(s); at least 31" in assert_error(r, 422, "unsupported_video")["error"]["message"]
+        info = c.get("/api/v1/info").json()["limits"]
+    assert {"max_pixels", "max_frames", "max_duration_s"} <= set(info)
+    assert tmp_files(strict) == tmp_files(picky) == tmp_files(lenient) == []

@@ -56,7 +56,9 @@ schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
 # The progress stream is excluded: a server-sent event stream stays open by design (keep-alives until its id
 # finishes), so a generated request to it never completes; tests/gateway/test_progress covers it.
 @schema.exclude(path_regex=r"^/api/v1/progress/").parametrize()
-@hypothesis.settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.settings(
+    max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(hypothesis.HealthCheck)
+)
 def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzzed_gateway: GatewayServer) -> None:
     case.call_and_validate(base_url=fuzzed_gateway.url, checks=CHECKS, timeout=60)
 
