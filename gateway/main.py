@@ -25,7 +25,7 @@ from gateway.api.routes.web import mount_web
 from gateway.core.errors import register_exception_handlers
 from gateway.core.settings import Settings
 from gateway.services.access import AccessControl
-from gateway.services.download import Downloader, build_download_client
+from gateway.services.download import Downloader, Resolver, build_download_client, system_resolver
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import Metrics, RequestContextMiddleware
 from gateway.services.pipeline import Admission, ModelInfo, Pipeline
@@ -55,8 +55,8 @@ def _load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamE
     return engine, metadata
 
 
-async def build_services(settings: Settings, metrics: Metrics) -> Services:
-    """Every long-lived client, built once."""
+async def build_services(settings: Settings, metrics: Metrics, resolver: Resolver = system_resolver) -> Services:
+    """Every long-lived client, built once. ``resolver``: the download guard's DNS (tests inject their own)."""
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     gradcam, twin_metadata = await asyncio.to_thread(_load_gradcam, settings, settings.checkpoint)
     model = ModelInfo.resolve(settings.model_metadata, twin_metadata)
@@ -73,7 +73,13 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
         backoff_s=settings.cloudinary_backoff_s,
     )
     triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
-    http = build_download_client(settings.allowed_hosts, settings.connect_timeout_s, settings.download_timeout_s)
+    http = build_download_client(
+        settings.allowed_hosts,
+        settings.connect_timeout_s,
+        settings.download_timeout_s,
+        resolver=resolver,
+        only_listed=settings.download_allowlist_only,
+    )
     downloader = Downloader(
         http,
         tmp_dir=settings.tmp_dir,
@@ -116,7 +122,7 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    services = await build_services(app.state.settings, app.state.metrics)
+    services = await build_services(app.state.settings, app.state.metrics, app.state.resolver)
     app.state.services = services
     follower = TwinFollower(services, lambda path: _load_gradcam(services.settings, path))
     task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
@@ -128,8 +134,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.aclose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The gateway application for these settings (default: from the environment)."""
+def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:
+    """The gateway application for these settings (default: from the environment).
+
+    ``resolver``: how the download guard resolves hostnames (the system's getaddrinfo; tests inject their own so
+    that no DNS query leaves the machine).
+    """
     settings = settings or Settings()
     metrics = Metrics()
     app = FastAPI(
@@ -142,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.resolver = resolver
     register_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if settings.cors_origins:  # added last: outermost, so preflights are answered before anything else

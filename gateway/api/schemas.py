@@ -87,10 +87,19 @@ class PredictResponse(BaseModel):
     heatmap: bool = Field(description="whether the overlay carries Grad-CAM heatmaps")
 
 
-class ErrorBody(BaseModel):
+class ErrorDetail(BaseModel):
+    """One field-level problem of an invalid request."""
+
+    loc: list[str | int]
+    msg: str
     type: str
-    message: str
-    remote_status: int | None = None
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(examples=["unsupported_video"])
+    message: str = Field(description="what is wrong, for a person")
+    remote_status: int | None = Field(default=None, description="download_failed: the remote server's status")
+    details: list[ErrorDetail] | None = Field(default=None, description="invalid_request: each field's problem")
 
 
 class ErrorResponse(BaseModel):

@@ -89,12 +89,22 @@ class Settings(BaseSettings):
     max_download_bytes: int = Field(default=200 * MB, gt=0, description="largest video fetched from a URL")
     max_upload_bytes: int = Field(default=200 * MB, gt=0, description="largest uploaded video")
     max_duration_s: float = Field(default=600.0, gt=0, description="longest video accepted")
+    max_pixels: int = Field(
+        default=4096 * 2160, gt=0, description="largest frame (width x height) accepted; Triton's video_decode's too"
+    )
+    max_frames: int = Field(default=36_000, gt=0, description="most frames accepted (600 s at 60 fps)")
+    min_frames: int = Field(default=2, ge=1, description="fewest frames accepted (one frame is a still image)")
     download_timeout_s: float = Field(default=60.0, gt=0, description="whole download, all redirects included")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP/TLS connect of one download hop")
     max_redirects: int = Field(default=3, ge=0, le=10, description="redirects followed, each re-checked")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="hostnames, IPs or CIDRs admitted even when private/loopback (comma-separated in the env)",
+    )
+    download_allowlist_only: bool = Field(
+        default=False,
+        description="fetch only from allowed_hosts (by hostname or IP, checked before any DNS lookup); public "
+        "hosts are refused too, as when a platform fetches only from its own buckets",
     )
     max_concurrent_predictions: int = Field(default=2, ge=1, description="predictions running at once")
     max_queued_predictions: int = Field(default=8, ge=0, description="predictions waiting for a slot; beyond that 429")

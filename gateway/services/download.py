@@ -2,9 +2,13 @@
 
 SSRF guard (downloads):
 - only ``http``/``https``; no credentials in the URL (``http://user@host``); a host is required;
-- the host is resolved here (``getaddrinfo``) and every address it resolves to must be public (not private,
-  loopback, link-local, multicast, reserved, unspecified, shared/CGNAT, nor an IPv4-mapped/6to4 form of those)
-  unless ``allowed_hosts`` admits the hostname, the IP, or a CIDR containing it;
+- the host is resolved here (``getaddrinfo``, or the injected resolver) and every address it resolves to must be
+  public (not private, loopback, link-local, multicast, reserved, unspecified, shared/CGNAT, nor an
+  IPv4-mapped/6to4 form of those) unless ``allowed_hosts`` admits the hostname, the IP, or a CIDR containing it.
+  Numeric hosts in the legacy forms ``inet_aton`` accepts (``2130706433``, ``0x7f.1``, ``127.1``) are IP literals
+  here too, never names handed to a resolver;
+- with ``only_listed`` (setting ``download_allowlist_only``) a host is refused unless ``allowed_hosts`` lists its
+  name (or, for an IP literal, the IP or its network), before any DNS lookup; public hosts are refused too;
 - the connection goes to the IP that was checked (no second lookup, so DNS rebinding cannot swap it):
   ``GuardedTransport`` rewrites each request's URL to that IP, keeps the ``Host`` header, and passes the original
   hostname as TLS SNI (httpcore's ``sni_hostname`` extension), so certificates are still verified against the
@@ -24,6 +28,7 @@ import os
 import socket
 import ssl
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +104,17 @@ def is_public(ip: IPAddress) -> bool:
 
 @dataclass(frozen=True)
 class HostPolicy:
-    """What the SSRF guard admits besides public addresses: hostnames, IPs and networks from ``allowed_hosts``."""
+    """What the SSRF guard admits besides public addresses: hostnames, IPs and networks from ``allowed_hosts``.
+
+    ``only_listed``: nothing else is admitted, public addresses included (``download_allowlist_only``).
+    """
 
     names: frozenset[str] = frozenset()
     networks: tuple[IPNetwork, ...] = ()
+    only_listed: bool = False
 
     @classmethod
-    def parse(cls, entries: Iterable[str]) -> HostPolicy:
+    def parse(cls, entries: Iterable[str], only_listed: bool = False) -> HostPolicy:
         names: set[str] = set()
         networks: list[IPNetwork] = []
         for raw in entries:
@@ -116,18 +125,44 @@ class HostPolicy:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 names.add(entry.rstrip("."))
-        return cls(frozenset(names), tuple(networks))
+        return cls(frozenset(names), tuple(networks), only_listed)
+
+    def lists_name(self, host: str) -> bool:
+        """Whether ``allowed_hosts`` names this host."""
+        return host.lower().rstrip(".") in self.names
 
     def admits(self, host: str, ip: IPAddress) -> bool:
         """Whether a connection to ``ip`` (resolved from ``host``) is allowed."""
-        if is_public(ip):
-            return True
-        if host.lower().rstrip(".") in self.names:
+        if self.lists_name(host) or (is_public(ip) and not self.only_listed):
             return True
         candidates: list[IPAddress] = [ip]
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             candidates.append(ip.ipv4_mapped)
         return any(c in net for c in candidates for net in self.networks if c.version == net.version)
+
+
+_LEGACY_IPV4 = frozenset("0123456789abcdefxABCDEFX.")
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The IP a host names without DNS, or None for a name.
+
+    Besides the standard forms (``127.0.0.1``, ``::1``, ``fe80::1%eth0``), the legacy IPv4 forms that
+    ``getaddrinfo`` turns into addresses without a lookup count as literals: decimal ``2130706433``, octal
+    ``0177.0.0.1``, hex ``0x7f000001``, short ``127.1``; a trailing dot and percent-escapes are ignored.
+    """
+    bare = urllib.parse.unquote(host.strip("[]"))
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    candidate = bare.rstrip(".")
+    if candidate and set(candidate) <= _LEGACY_IPV4 and candidate[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(candidate))
+        except OSError:
+            return None
+    return None
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -139,13 +174,12 @@ async def system_resolver(host: str, port: int) -> list[str]:
 async def resolve_checked(host: str, port: int, policy: HostPolicy, resolver: Resolver = system_resolver) -> str:
     """The IP to connect to for ``host``; UrlRefused when any address it resolves to is not admitted."""
     bare = host.strip("[]")
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(bare)
-    except ValueError:
-        literal = None
+    literal = ip_literal(bare)
     if literal is not None:
         addresses = [literal]
     else:
+        if policy.only_listed and not policy.lists_name(bare):
+            raise UrlRefused(f"refusing to fetch from {bare!r}: only the configured hosts are allowed")
         try:
             addresses = [ipaddress.ip_address(a.split("%")[0]) for a in await resolver(bare, port)]
         except (OSError, UnicodeError) as exc:
@@ -154,6 +188,8 @@ async def resolve_checked(host: str, port: int, policy: HostPolicy, resolver: Re
             raise DownloadFailed(f"host {bare!r} has no address")
     refused = [str(a) for a in addresses if not policy.admits(bare, a)]
     if refused:
+        if policy.only_listed and all(is_public(a) for a in addresses):
+            raise UrlRefused(f"refusing to fetch from {bare!r}: only the configured hosts are allowed")
         raise UrlRefused(f"refusing to fetch from {bare!r}: it resolves to a non-public address ({', '.join(refused)})")
     return str(addresses[0])
 
@@ -218,14 +254,16 @@ def build_download_client(
     read_timeout_s: float,
     resolver: Resolver = system_resolver,
     verify: ssl.SSLContext | bool = True,
+    only_listed: bool = False,
 ) -> httpx.AsyncClient:
     """The long-lived HTTP client of downloads, guarded by ``GuardedTransport``; redirects are followed by hand.
 
     ``verify``: TLS verification (the system's CAs by default; tests pass a context trusting their own CA).
+    ``only_listed``: fetch from ``allowed_hosts`` only (see ``HostPolicy``).
     """
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     return httpx.AsyncClient(
-        transport=GuardedTransport(HostPolicy.parse(allowed_hosts), resolver=resolver, verify=verify),
+        transport=GuardedTransport(HostPolicy.parse(allowed_hosts, only_listed), resolver=resolver, verify=verify),
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "video/*, application/octet-stream;q=0.9, */*;q=0.5"},

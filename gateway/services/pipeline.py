@@ -23,14 +23,15 @@ import numpy as np
 
 from deepfake_core import constants as C
 from deepfake_core.detector_io import DetectorResult
-from deepfake_core.video import VideoError, VideoInfo, VideoLimits, probe_video
-from gateway.core.errors import GatewayError, Overloaded, UnsupportedVideo
+from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
+from gateway.core.errors import GatewayError, Overloaded, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
 from gateway.services.download import new_temp_path, removing
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import STAGES, Metrics
 from gateway.services.progress import ProgressTracker
 from gateway.services.render import render_overlay
+from gateway.services.sniff import sniff_file
 from gateway.services.storage import Storage, StorageError
 from gateway.services.triton import TritonService
 
@@ -143,8 +144,11 @@ class Pipeline:
         self.storage = storage
         self.metrics = metrics
         self.model = model
-        # The gateway checks the duration; frame size limits are video_decode's (Triton answers INVALID_ARG).
-        self.limits = VideoLimits(max_pixels=2**62, max_duration_s=settings.max_duration_s)
+        # Checked here, before Triton: video_decode has its own limits (max_pixels, max_duration_s in its
+        # config.pbtxt) and refuses with INVALID_ARG, but a bad file should not cost a trip to Triton.
+        self.limits = VideoLimits(
+            max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s, max_frames=settings.max_frames
+        )
         self.progress = ProgressTracker()  # stage updates for the web page
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
@@ -164,11 +168,34 @@ class Pipeline:
             return self._response(job, result, output_url, cams is not None)
 
     def _probe(self, path: Path) -> VideoInfo:
-        """Refuse what is not a video, or too long, before it is sent to Triton; the renderer reuses the probe."""
+        """Refuse what is not a video, or too big, before it is sent to Triton; the renderer reuses the probe.
+
+        Content first (images, archives, playlists, text: whatever the extension says), then the headers and a
+        demux pass against the limits (413), then one decoded frame; a single frame is a still image (422).
+        """
+        refusal = sniff_file(path)
+        if refusal is not None:
+            raise UnsupportedVideo(refusal)
         try:
-            return probe_video(path, self.limits)
+            info = probe_video(path, self.limits)
+        except VideoTooLargeError as exc:
+            raise TooLarge(f"the video is too large to analyse: {exc}") from exc
         except VideoError as exc:
             raise UnsupportedVideo(str(exc)) from exc
+        if "gif" in info.container.split(",") or info.codec in ("gif", "apng", "webp"):
+            raise UnsupportedVideo(f"not a video: the file is an animated image ({info.codec})")
+        if info.width * info.height > self.limits.max_pixels:  # the header may not have known the size
+            raise TooLarge(
+                f"the video is too large to analyse: frame size {info.width}x{info.height} exceeds the limit of "
+                f"{self.limits.max_pixels} pixels"
+            )
+        minimum = self.settings.min_frames
+        if info.frame_count < minimum:
+            raise UnsupportedVideo(
+                f"the video has only {info.frame_count} frame(s); at least {minimum} are needed (one frame is a "
+                "still image, not a video)"
+            )
+        return info
 
     async def _infer(self, job: PredictJob) -> DetectorResult:
         start = time.perf_counter()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -26,7 +26,11 @@ import uvicorn
 
 from gateway.core.settings import Settings
 from gateway.main import create_app
+from gateway.services.download import Resolver, system_resolver
 from triton_runtime.process import TritonProcess, free_port
+
+if TYPE_CHECKING:
+    from tests.bad_media import BadInput
 
 FPS = 25
 FAST = {"num_frames": 4, "heatmap": False}  # the cheapest full prediction: used to check the service still serves
@@ -133,16 +137,23 @@ class VideoServer:
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated videos (and bad inputs) for the whole session."""
-    from tests.media import bad_inputs, face_video, faceless_video
+    """Generated videos (and the bad inputs of ``tests.bad_media``, as ``bad_file_name``) for the whole session."""
+    from tests.bad_media import BAD_INPUTS, Sources
+    from tests.media import face_video, faceless_video
 
     d = tmp_path_factory.mktemp("gateway-media")
     boxes = face_video(d / "face.mp4", width=640, height=360, fps=FPS, seconds=1.2)
     (d / "face_boxes.txt").write_text("\n".join(" ".join(f"{v:.2f}" for v in b) for b in boxes))
     faceless_video(d / "faceless.mp4", width=640, height=360, fps=FPS, seconds=1.0)
-    for name, data in bad_inputs(d / "bad-scratch").items():
-        (d / f"bad_{name}.bin").write_bytes(data)
+    sources = Sources(tmp_path_factory.mktemp("bad-scratch"))
+    for case in BAD_INPUTS:
+        (d / bad_file_name(case)).write_bytes(case.build(sources))
     return d
+
+
+def bad_file_name(case: BadInput) -> str:
+    """The file (served by ``video_server``) of a bad input: its name keeps the case's extension."""
+    return f"bad-{case.name}-{case.filename}"
 
 
 @pytest.fixture(scope="session")
@@ -161,11 +172,14 @@ def video_server(media_dir: Path) -> Iterator[VideoServer]:
 
 
 class GatewayServer:
-    """``create_app(settings)`` served by real uvicorn on a free loopback port in a background thread."""
+    """``create_app(settings)`` served by real uvicorn on a free loopback port in a background thread.
 
-    def __init__(self, settings: Settings) -> None:
+    ``resolver``: the download guard's DNS (tests that use names pass their own: no query leaves the machine).
+    """
+
+    def __init__(self, settings: Settings, resolver: Resolver = system_resolver) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, resolver=resolver)
         config = uvicorn.Config(
             self.app, host=settings.host, port=settings.port, log_level="warning", access_log=False, lifespan="on"
         )
@@ -226,13 +240,13 @@ GatewayFactory = Callable[..., GatewayServer]
 
 @pytest.fixture
 def make_gateway(tmp_path: Path, triton: TritonProcess) -> Iterator[GatewayFactory]:
-    """Start extra gateways for one test (``make_gateway(**setting_overrides)``); all stopped after it."""
+    """Start extra gateways for one test (``make_gateway(resolver=..., **setting_overrides)``); all stopped after it."""
     started: list[GatewayServer] = []
 
-    def make(**overrides: Any) -> GatewayServer:
+    def make(resolver: Resolver = system_resolver, **overrides: Any) -> GatewayServer:
         data_dir = overrides.pop("data_dir", tmp_path / f"gateway-{len(started)}")
         server = GatewayServer(
-            gateway_settings(data_dir, overrides.pop("triton_grpc_url", triton.grpc_url), **overrides)
+            gateway_settings(data_dir, overrides.pop("triton_grpc_url", triton.grpc_url), **overrides), resolver
         )
         started.append(server.__enter__())
         return server

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 from gateway.api.deps import StorageDep
+from gateway.api.schemas import ErrorResponse
 
 router = APIRouter(tags=["media"])
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["media"])
     response_class=FileResponse,
     responses={
         200: {"content": {"video/mp4": {}}, "description": "the overlay video"},
-        404: {"description": "unknown"},
+        404: {"model": ErrorResponse, "description": "unknown"},
     },
 )
 async def media(public_id: str, storage: StorageDep) -> FileResponse:

@@ -26,11 +26,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
         400: "URL refused (scheme, credentials, private or reserved address)",
-        413: "video too large (uploads: refused by Content-Length before reading, else while streaming)",
-        422: "invalid request, or a video that cannot be analysed",
+        413: "video too large: bytes, frame size, duration or frame count over the limits (uploads: refused by "
+        "Content-Length before reading, else while streaming)",
+        422: "invalid request, or not a video that can be analysed (undecodable, image, playlist, audio only, ...)",
         424: "the download failed (error.remote_status holds the remote status)",
         429: "too many predictions in progress (Retry-After)",
-        503: "Triton unavailable (Retry-After)",
+        502: "Triton failed in an unexpected way",
+        503: "Triton unavailable, or no prediction slot freed in time (Retry-After)",
         504: "Triton or the download timed out",
     }.items()
 }
