@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app(settings)``; ``gateway.main:app`` for ``uvicorn`` (built on first access).
 
 The lifespan builds the long-lived clients once (Triton gRPC aio, the download HTTP client, the PyTorch twin with
-its Grad-CAM engine, the storage) and closes them on shutdown.
+its Grad-CAM engine, the storage, the job store) and closes them on shutdown; it also runs the job workers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from gateway.core.errors import register_exception_handlers
 from gateway.core.settings import Settings
 from gateway.services.download import Downloader, build_download_client
 from gateway.services.gradcam import GradCamEngine
+from gateway.services.jobs.build import build_job_store
+from gateway.services.jobs.worker import JobRunner
 from gateway.services.metrics import Metrics, RequestContextMiddleware
 from gateway.services.pipeline import Admission, ModelInfo, Pipeline
 from gateway.services.storage import build_storage
@@ -85,12 +87,16 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     admission = Admission(
         settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
     )
+    jobs = build_job_store(settings)
+    await jobs.open()
+    runner = JobRunner(settings=settings, store=jobs, pipeline=pipeline, downloader=downloader, http=http)
     log.info(
-        "gateway ready: Triton %s, storage %s, model %s %s",
+        "gateway ready: Triton %s, storage %s, model %s %s, jobs in %s",
         settings.triton_grpc_url,
         storage.name,
         model.name,
         model.version,
+        jobs.name,
     )
     return Services(
         settings=settings,
@@ -103,6 +109,8 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
         model=model,
         pipeline=pipeline,
         admission=admission,
+        jobs=jobs,
+        runner=runner,
     )
 
 
@@ -112,6 +120,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.services = services
     follower = TwinFollower(services, lambda path: _load_gradcam(services.settings, path))
     task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
+    services.runner.start()
     try:
         yield
     finally:
