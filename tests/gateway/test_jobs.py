@@ -70,6 +70,10 @@ def test_bad_job_requests(client: httpx.Client, video_server: VideoServer) -> No
     refused = client.post("/api/v1/jobs", json={"url": url, "callback_url": "http://user:pw@127.0.0.1/x"})
     assert_error(refused, 400, "url_refused")
     assert_error(client.post("/api/v1/jobs", content=b"{not json"), 422, "invalid_request")
+    upload = client.post("/api/v1/jobs", files={"file": ("v.mp4", b"data")})
+    assert "video URLs" in assert_error(upload, 422, "invalid_request")["error"]["message"]
+    bad_key = client.post("/api/v1/jobs", json={"url": url}, headers={"Idempotency-Key": "x" * 201})
+    assert_error(bad_key, 422, "invalid_request")
 
 
 def test_idempotency_and_a_full_queue(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
@@ -159,7 +163,8 @@ def test_jobs_survive_a_restart(make_gateway: GatewayFactory, video_server: Vide
 def test_retention_removes_old_jobs_and_their_videos(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
     gw = make_gateway(job_result_ttl_s=2.0, retention_interval_s=0.2)
     with gw.client() as c:
-        (job_id,) = submit(c, {"url": video_server.url("face.mp4"), **FAST})
+        body = {"url": video_server.url("face.mp4"), **FAST}
+        (job_id,) = submit(c, body, **{"Idempotency-Key": "kept-for-a-while"})
         job = wait_job(c, job_id)
         name = job["result"]["output_url"].rsplit("/", 1)[-1]
         assert (gw.settings.media_dir / name).is_file()
@@ -170,6 +175,9 @@ def test_retention_removes_old_jobs_and_their_videos(make_gateway: GatewayFactor
         assert_error(c.get(f"/api/v1/jobs/{job_id}"), 404, "not_found")
         assert not (gw.settings.media_dir / name).exists()
         assert c.get(job["result"]["output_url"]).status_code == 404
+        # The key went with its job: the same request now makes a new one.
+        (fresh,) = submit(c, body, **{"Idempotency-Key": "kept-for-a-while"})
+        assert fresh != job_id
 
 
 def test_predict_batch(client: httpx.Client, video_server: VideoServer) -> None:

@@ -26,6 +26,9 @@ router = APIRouter(prefix="/api/v1", tags=["predict"])
     response_model=BatchResponse,
     responses={422: {"model": ErrorResponse, "description": "invalid request, or more than max_batch_urls URLs"}},
     summary="Analyse a few videos by URL, synchronously",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BatchRequest.model_json_schema()}}}
+    },
 )
 async def predict_batch(request: Request, services: ServicesDep) -> dict[str, Any]:
     """``{"urls": [...], "num_frames"?, "heatmap"?}``: one entry per URL, in order, each with the status

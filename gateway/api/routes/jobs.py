@@ -40,7 +40,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/jobs", status_code=202, response_model=JobsAccepted, responses=_ERRORS, summary="Queue predictions")
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobsAccepted,
+    responses={200: {"model": JobsAccepted, "description": "jobs made earlier with this Idempotency-Key"}, **_ERRORS},
+    summary="Queue predictions (202 with job ids at once)",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": JobsRequest.model_json_schema()}}}
+    },
+)
 async def create_jobs(
     request: Request,
     services: ServicesDep,
@@ -50,6 +59,8 @@ async def create_jobs(
     optional ``callback_url``. Answers at once with one job per URL. The same ``Idempotency-Key`` header with the
     same body gives back the same jobs (200 instead of 202)."""
     s = services.settings
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        raise InvalidRequest("jobs take video URLs (JSON); send an upload to POST /api/v1/predict/upload instead")
     body = await _read_small_body(request)
     try:
         req = JobsRequest.model_validate_json(body or b"null")

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT,
     lease_until REAL,
     not_before REAL NOT NULL DEFAULT 0,
-    public_id TEXT
+    public_id TEXT,
+    idem TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, not_before, created_at);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -167,9 +168,9 @@ class SqliteJobStore:
                 raise QueueFull(queued)
             t = now()
             db.executemany(
-                "INSERT INTO jobs (id, status, request, created_at, updated_at, max_attempts, callback_url)"
-                " VALUES (?, 'queued', ?, ?, ?, ?, ?)",
-                [(j.id, json.dumps(j.request), t, t, max_attempts, j.callback_url) for j in jobs],
+                "INSERT INTO jobs (id, status, request, created_at, updated_at, max_attempts, callback_url, idem)"
+                " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                [(j.id, json.dumps(j.request), t, t, max_attempts, j.callback_url, idempotency_key) for j in jobs],
             )
             ids = [j.id for j in jobs]
             if idempotency_key is not None:
@@ -321,11 +322,13 @@ class SqliteJobStore:
         return [_record(r) for r in rows]
 
     async def delete(self, job_ids: list[str]) -> None:
+        if not job_ids:
+            return
+
         def tx(db: sqlite3.Connection) -> None:
-            db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in job_ids])
+            marks = ",".join("?" * len(job_ids))
             # An idempotency entry goes with its jobs (a later request with the key makes new ones).
-            for row in db.execute("SELECT key, job_ids FROM idempotency").fetchall():
-                if set(json.loads(row["job_ids"])) & set(job_ids):
-                    db.execute("DELETE FROM idempotency WHERE key = ?", (row["key"],))
+            db.execute(f"DELETE FROM idempotency WHERE key IN (SELECT idem FROM jobs WHERE id IN ({marks}))", job_ids)
+            db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", job_ids)
 
         await self._run(tx)
