@@ -40,6 +40,9 @@ def test_triton_stopped_during_a_batch(
                 assert job["attempts"] == 2 and job["result"] is None  # retried once, then failed
             assert all(j["status"] == "done" for j in jobs if j not in failed)
             events = read_events(c, failed[-1]["id"])
+            metrics = c.get("/metrics").text
+            assert f'gateway_jobs_total{{outcome="failed"}} {float(len(failed))}' in metrics
+            assert 'gateway_jobs_total{outcome="retried"}' in metrics
             last = events[-1][1]
             assert last["status"] == "failed" and last["error"]["message"] == failed[-1]["error"]["message"]
             own.start()  # same ports

@@ -124,7 +124,12 @@ class JobRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), s.job_poll_interval_s)
                 continue
-            await self._run(record, worker)
+            try:
+                await self._run(record, worker)
+            except JobStoreError as exc:  # the store was away longer than a lease: the lease decides
+                log.warning("worker %s could not record job %s: %s", worker, record.id, exc)
+            except Exception:
+                log.exception("worker %s: job %s went wrong", worker, record.id)
 
     async def _run(self, record: JobRecord, worker: str) -> None:
         s = self.settings
@@ -158,6 +163,7 @@ class JobRunner:
             if is_retryable(exc) and record.attempts < record.max_attempts:
                 delay = s.job_retry_backoff_s * 2 ** (record.attempts - 1)
                 log.info("job %s: %s; retried in %.1f s", record.id, body["message"], delay)
+                self.pipeline.metrics.jobs.labels("retried").inc()
                 await self._persist(lambda: self.store.retry_later(record.id, worker, body, delay))
                 return
             if not isinstance(exc, GatewayError):
@@ -223,12 +229,21 @@ class JobRunner:
             log.warning("job %s finished, but its lease had passed to another worker; result dropped", record.id)
             return
         log.info("job %s %s", record.id, "done" if error is None else f"failed: {error['message']}")
+        self.pipeline.metrics.jobs.labels("done" if error is None else "failed").inc()
         if record.callback_url:
             task = asyncio.create_task(self._callback(record.id, record.callback_url))
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
 
     async def _callback(self, job_id: str, url: str) -> None:
+        try:
+            await self._deliver(job_id, url)
+        except JobStoreError as exc:
+            log.warning("job %s: callback not recorded: %s", job_id, exc)
+        except Exception:
+            log.exception("job %s: callback failed", job_id)
+
+    async def _deliver(self, job_id: str, url: str) -> None:
         s = self.settings
         record = await self._persist(lambda: self.store.get(job_id))
         if record is None:
