@@ -142,6 +142,17 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        """Empty means none (compose passes ``REDIS_URL=`` when unset); else a redis://, rediss:// or unix:// URL."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if not isinstance(text, str) or not text.strip().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must be redis://[:PASSWORD@]HOST:PORT/DB (or rediss://, unix://)")
+        return text.strip()
+
     @model_validator(mode="after")
     def _default_base_url(self) -> Settings:
         """``http://HOST:PORT`` (loopback for a wildcard bind) unless given; never a trailing slash."""

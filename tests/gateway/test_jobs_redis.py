@@ -89,3 +89,20 @@ def test_redis_restarted_mid_run(
     assert [j["status"] for j in jobs] == ["done"] * 3, jobs
     assert all(j["result"]["predicted_class"] in ("REAL", "FAKE") for j in jobs)
     assert tmp_files(gw) == []
+
+
+def test_redis_url_setting() -> None:
+    """REDIS_URL: empty means SQLite; anything but a Redis URL is refused without echoing it."""
+    from pydantic import ValidationError
+
+    from gateway.core.settings import Settings
+
+    assert Settings(_env_file=None, REDIS_URL="").redis_url is None  # type: ignore[call-arg]
+    url = Settings(_env_file=None, REDIS_URL="redis://:pw@127.0.0.1:6379/0").redis_url  # type: ignore[call-arg]
+    assert url is not None and url.get_secret_value() == "redis://:pw@127.0.0.1:6379/0" and "pw" not in repr(url)
+    try:
+        Settings(_env_file=None, REDIS_URL="http://:hunter2@example.org")  # type: ignore[call-arg]
+    except ValidationError as exc:
+        assert "REDIS_URL must be redis://" in str(exc) and "hunter2" not in str(exc)
+    else:
+        raise AssertionError("a non-Redis URL was accepted")
