@@ -17,7 +17,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.services.jobs.models import JobRecord, JobStatus, NewJob, now
 from gateway.services.jobs.store import IdempotencyConflict, JobStoreError, QueueFull
@@ -199,8 +203,17 @@ class RedisJobStore:
 
     def __init__(self, url: str, prefix: str = "gateway:jobs:") -> None:
         self.prefix = prefix
+        # Retried on connection errors: after a Redis restart every pooled connection fails once before it
+        # reconnects. A script whose reply was lost may run twice; each is safe to repeat (a claim whose answer is
+        # lost leaves a lease that expires, and the job is retried).
         self._redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=10
+            url,
+            decode_responses=True,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+            health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._queue, self._delayed = f"{prefix}queue", f"{prefix}delayed"
         self._leases, self._finished = f"{prefix}leases", f"{prefix}finished"
