@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app(settings)``; ``gateway.main:app`` for ``uvicorn`` (built on first access).
 
 The lifespan builds the long-lived clients once (Triton gRPC aio, the download HTTP client, the PyTorch twin with
-its Grad-CAM engine, the storage) and closes them on shutdown.
+its Grad-CAM engine, the storage, the job store) and closes them on shutdown; it also runs the job workers.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from gateway.core.settings import Settings
 from gateway.services.access import AccessControl
 from gateway.services.download import Downloader, Resolver, build_download_client, system_resolver
 from gateway.services.gradcam import GradCamEngine
+from gateway.services.jobs.build import build_job_store
+from gateway.services.jobs.worker import JobRunner
 from gateway.services.metrics import Metrics, RequestContextMiddleware
 from gateway.services.pipeline import Admission, ModelInfo, Pipeline
 from gateway.services.storage import build_storage
@@ -98,12 +100,16 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         log.warning("%s. Only for a trusted loopback: GATEWAY_AUTH=keys requires API keys", access.describe())
     else:
         log.info("%s", access.describe())
+    jobs = build_job_store(settings)
+    await jobs.open()
+    runner = JobRunner(settings=settings, store=jobs, pipeline=pipeline, downloader=downloader, http=http)
     log.info(
-        "gateway ready: Triton %s, storage %s, model %s %s",
+        "gateway ready: Triton %s, storage %s, model %s %s, jobs in %s",
         settings.triton_grpc_url,
         storage.name,
         model.name,
         model.version,
+        jobs.name,
     )
     return Services(
         settings=settings,
@@ -117,6 +123,8 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         pipeline=pipeline,
         admission=admission,
         access=access,
+        jobs=jobs,
+        runner=runner,
     )
 
 
@@ -126,6 +134,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.services = services
     follower = TwinFollower(services, lambda path: _load_gradcam(services.settings, path))
     task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
+    services.runner.start()
     try:
         yield
     finally:

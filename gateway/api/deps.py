@@ -16,6 +16,8 @@ from gateway.core.settings import Settings
 from gateway.services.access import AccessControl, Caller
 from gateway.services.download import Downloader
 from gateway.services.gradcam import GradCamEngine
+from gateway.services.jobs.store import JobStore
+from gateway.services.jobs.worker import JobRunner
 from gateway.services.metrics import Metrics
 from gateway.services.pipeline import Admission, ModelInfo, Pipeline
 from gateway.services.storage import Storage
@@ -37,8 +39,12 @@ class Services:
     pipeline: Pipeline
     admission: Admission
     access: AccessControl
+    jobs: JobStore
+    runner: JobRunner
 
     async def aclose(self) -> None:
+        await self.runner.stop()
+        await self.jobs.close()
         await self.http.aclose()
         await self.triton.close()
 

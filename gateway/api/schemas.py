@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deepfake_core import constants as C
 
@@ -135,3 +135,91 @@ class InfoResponse(BaseModel):
     limits: dict[str, int | float]
     storage: str
     triton_url: str
+
+
+# --- jobs and batches --------------------------------------------------------------------------------------------
+
+
+class JobsRequest(PredictOptions):
+    """``POST /api/v1/jobs``: one ``url`` or several ``urls`` (one job each), options for all of them."""
+
+    url: str | None = Field(default=None, min_length=1, max_length=4096, description="http(s) URL of one video")
+    urls: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        default=None, min_length=1, description="several videos: one job each"
+    )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="the job (as GET /api/v1/jobs/{id} gives it) is POSTed here when it ends; same URL rules as "
+        "downloads",
+    )
+
+    @model_validator(mode="after")
+    def _one_of_url_or_urls(self) -> JobsRequest:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("give either url or urls")
+        return self
+
+
+class JobRef(BaseModel):
+    id: str
+    status: str
+    url: str = Field(description="the video's URL")
+    href: str = Field(description="GET this for the job's status and result")
+
+
+class JobsAccepted(BaseModel):
+    """The jobs made (or, for a repeated Idempotency-Key, made before), in the order of the URLs."""
+
+    jobs: list[JobRef]
+
+
+class JobError(ErrorBody):
+    status_code: int | None = Field(
+        default=None, description="what the synchronous API would have answered (none for a lost worker)"
+    )
+
+
+class CallbackOutcome(BaseModel):
+    status: Literal["delivered", "failed"]
+    attempts: int
+    http_status: int | None = None
+    error: str | None = None
+
+
+class JobResponse(BaseModel):
+    """A job: its status, progress and, once done, the same body as ``POST /api/v1/predict``."""
+
+    id: str
+    status: Literal["queued", "downloading", "analysing", "rendering", "uploading", "done", "failed"]
+    stage: str | None = Field(description="the pipeline's stage (download, probe, inference, gradcam, render, upload)")
+    progress: float = Field(ge=0, le=1)
+    attempts: int = Field(description="runs started so far")
+    max_attempts: int
+    url: str | None
+    created_at: float = Field(description="Unix time")
+    updated_at: float
+    finished_at: float | None
+    result: PredictResponse | None = Field(description="when done")
+    error: JobError | None = Field(description="when failed; while queued for a retry, the last attempt's error")
+    callback: CallbackOutcome | None = None
+
+
+class BatchRequest(PredictOptions):
+    """``POST /api/v1/predict/batch``: a few URLs analysed while the client waits."""
+
+    urls: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1)
+
+
+class BatchItem(BaseModel):
+    """One URL's outcome: ``result`` with status 200, else ``error`` with the status predict would have given."""
+
+    url: str
+    status: int
+    result: PredictResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]

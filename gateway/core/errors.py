@@ -117,6 +117,20 @@ class TritonUnavailable(_RetryLater):
     error_type = "triton_unavailable"
 
 
+class JobsUnavailable(_RetryLater):
+    """The job store (SQLite file or Redis) cannot be reached."""
+
+    status_code = 503
+    error_type = "jobs_unavailable"
+
+
+class NotFound(GatewayError):
+    """No such resource (e.g. an unknown or expired job id)."""
+
+    status_code = 404
+    error_type = "not_found"
+
+
 class UpstreamTimeout(GatewayError):
     """Triton or the remote server took longer than allowed."""
 

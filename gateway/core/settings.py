@@ -1,7 +1,8 @@
 """The gateway's settings: one typed class read from the environment (prefix ``GATEWAY_``).
 
-``CLOUDINARY_URL`` is read without the prefix (the name Cloudinary's own tools use). Every field has an embedded
-default, so ``make serve`` runs with no configuration: local storage under ``./data``, Triton on 127.0.0.1:8001.
+``CLOUDINARY_URL`` and ``REDIS_URL`` are read without the prefix (the names their own tools use). Every field has
+an embedded default, so ``make serve`` runs with no configuration: local storage under ``./data``, Triton on
+127.0.0.1:8001, jobs in ``./data/jobs.sqlite3``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_by_name=True,
         validate_by_alias=True,
-        hide_input_in_errors=True,  # errors must not echo CLOUDINARY_URL's secret
+        hide_input_in_errors=True,  # errors must not echo CLOUDINARY_URL's (or REDIS_URL's) secret
     )
 
     # Serving
@@ -110,6 +111,34 @@ class Settings(BaseSettings):
     max_queued_predictions: int = Field(default=8, ge=0, description="predictions waiting for a slot; beyond that 429")
     queue_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for a slot before 503")
 
+    # Jobs (POST /api/v1/jobs) and batches
+    redis_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="redis://[:PASSWORD@]HOST:PORT/DB: jobs queued in Redis, shared by every replica (default: SQLite)",
+    )
+    jobs_db_path: Path | None = Field(
+        default=None, description="SQLite file of the jobs (default: DATA_DIR/jobs.sqlite3)"
+    )
+    jobs_redis_prefix: str = Field(default="gateway:jobs:", description="prefix of the Redis keys of the jobs")
+    job_workers: int = Field(default=1, ge=0, description="jobs this replica runs at once (0: it only queues them)")
+    job_max_attempts: int = Field(default=3, ge=1, description="runs of a job before it fails (retries + 1)")
+    job_lease_s: float = Field(
+        default=60.0, gt=0, description="a running job not heartbeated for this long is given to another worker"
+    )
+    job_retry_backoff_s: float = Field(default=5.0, ge=0, description="wait before a retry, doubled each attempt")
+    job_poll_interval_s: float = Field(default=0.5, gt=0, description="how often idle workers look for jobs")
+    max_queued_jobs: int = Field(default=1000, ge=1, description="jobs waiting at once; beyond that 429")
+    max_job_urls: int = Field(default=100, ge=1, description="URLs in one POST /api/v1/jobs")
+    max_batch_urls: int = Field(default=8, ge=1, description="URLs in one POST /api/v1/predict/batch (synchronous)")
+    job_result_ttl_s: float = Field(
+        default=7 * 86400.0, gt=0, description="finished jobs and their local overlay videos are removed after this"
+    )
+    retention_interval_s: float = Field(default=300.0, gt=0, description="how often old jobs are looked for")
+    callback_retries: int = Field(default=4, ge=1, description="attempts to POST a job's result to its callback_url")
+    callback_backoff_s: float = Field(default=1.0, ge=0, description="first wait between callback attempts, doubled")
+    callback_timeout_s: float = Field(default=10.0, gt=0, description="deadline of one callback POST")
+
     # Analysis and output
     num_frames: int = Field(default=C.NUM_FRAMES, ge=1, le=C.MAX_NUM_FRAMES, description="frames analysed by default")
     heatmap: bool = Field(default=True, description="Grad-CAM heatmap in the overlay video by default")
@@ -143,6 +172,17 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        """Empty means none (compose passes ``REDIS_URL=`` when unset); else a redis://, rediss:// or unix:// URL."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if not isinstance(text, str) or not text.strip().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must be redis://[:PASSWORD@]HOST:PORT/DB (or rediss://, unix://)")
+        return text.strip()
+
     @model_validator(mode="after")
     def _default_base_url(self) -> Settings:
         """``http://HOST:PORT`` (loopback for a wildcard bind) unless given; never a trailing slash."""
@@ -173,6 +213,11 @@ class Settings(BaseSettings):
     def api_keys_path(self) -> Path:
         """The key store of ``auth=keys``."""
         return self.api_keys_file or self.data_dir / "api-keys.json"
+
+    @property
+    def jobs_db(self) -> Path:
+        """The SQLite file of the jobs."""
+        return self.jobs_db_path or self.data_dir / "jobs.sqlite3"
 
     @property
     def use_cloudinary(self) -> bool:

@@ -52,6 +52,12 @@ class Metrics:
             "gateway_verdicts", "predictions by predicted class", ["predicted_class"], registry=self.registry
         )
         self.errors = Counter("gateway_errors", "error answers by type", ["type"], registry=self.registry)
+        self.jobs = Counter(
+            "gateway_jobs",
+            "jobs run by this replica, by outcome (done, failed, retried)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.storage_failures = Counter(
             "gateway_storage_failures", "overlay videos that could not be stored", registry=self.registry
         )

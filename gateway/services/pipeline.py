@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ class PredictJob:
     # The stored video's id: random, never the (client-suppliable) request id, so nobody can overwrite or guess it.
     public_id: str = field(default_factory=lambda: secrets.token_hex(16))
     errors: list[dict[str, str]] = field(default_factory=list)
+    on_stage: Callable[[str], None] | None = None  # also told each stage (the jobs' workers record it)
 
 
 class Pipeline:
@@ -153,7 +154,11 @@ class Pipeline:
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
-        with self.progress.track(job.request_id) as stage:  # stage events for GET /api/v1/progress/{id}
+        with self.progress.track(job.request_id):  # stage events for GET /api/v1/progress/{id}, done or failed
+
+            def stage(name: str) -> None:
+                self._stage(job, name)
+
             stage("probe")
             info = await asyncio.to_thread(self._probe, job.source)
             stage("inference")
@@ -166,6 +171,11 @@ class Pipeline:
             self.metrics.observe_stages(job.timings)
             self.metrics.verdicts.labels(label).inc()
             return self._response(job, result, output_url, cams is not None)
+
+    def _stage(self, job: PredictJob, name: str) -> None:
+        self.progress.stage(job.request_id, name)
+        if job.on_stage is not None:
+            job.on_stage(name)
 
     def _probe(self, path: Path) -> VideoInfo:
         """Refuse what is not a video, or too big, before it is sent to Triton; the renderer reuses the probe.
@@ -239,7 +249,7 @@ class Pipeline:
                 return None
             finally:
                 job.timings["render"] = time.perf_counter() - start
-            self.progress.stage(job.request_id, "upload")
+            self._stage(job, "upload")
             start = time.perf_counter()
             try:
                 stored = await self.storage.save(rendered, job.public_id)

@@ -10,7 +10,7 @@ and its progress stream are mounted by ``gateway.api.routes.web.mount_web`` (als
 from fastapi import APIRouter, Depends
 
 from gateway.api.deps import require_access
-from gateway.api.routes import health, info, media, predict
+from gateway.api.routes import batch, health, info, jobs, media, predict
 from gateway.api.schemas import ErrorResponse
 
 api_router = APIRouter(
@@ -22,6 +22,8 @@ api_router = APIRouter(
 )
 api_router.include_router(predict.router)
 api_router.include_router(info.router)
+api_router.include_router(batch.router)
+api_router.include_router(jobs.router)
 
 PUBLIC_ROUTERS = (health.router, media.router, health.metrics_router)
 ROUTERS = (api_router, *PUBLIC_ROUTERS)
