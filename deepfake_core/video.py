@@ -67,6 +67,8 @@ DECODE_THREADS = 1
 # Demuxers that must never be accepted: still images, text rendered as video, and playlists or lists of other
 # files (they make FFmpeg open other files or URLs).
 _STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe", "ico", "tiff_pipe", "webp_pipe"})
+# Animated images: analysed as videos they would give a verdict on a meme or a sticker; refused like stills.
+_ANIMATED_IMAGE_FORMATS = frozenset({"gif", "apng", "webp"})
 _TEXT_FORMATS = frozenset({"tty", "bin", "xbin", "adf", "idf", "srt", "ass", "webvtt", "subviewer", "jacosub"})
 # The input itself is a Python file object (custom I/O, no protocol); no protocol is allowed for nested opens.
 _OPEN_OPTIONS = {"protocol_whitelist": "none"}
@@ -241,6 +243,8 @@ def _video_stream(container: Any) -> Any:
     names = set(fmt.split(","))
     if names & _STILL_IMAGE_FORMATS or any(n.endswith("_pipe") for n in names):
         raise VideoDecodeError(f"not a video: the file is a still image ({fmt})")
+    if names & _ANIMATED_IMAGE_FORMATS:
+        raise VideoDecodeError(f"not a video: the file is an animated image ({fmt}); send it as a video file")
     if names & _TEXT_FORMATS:
         raise VideoDecodeError(f"not a video: the file looks like text ({fmt})")
     if names & _REFERENCE_FORMATS:

@@ -377,3 +377,13 @@ def test_i420_needs_an_even_size(tmp_path: Path) -> None:
     face_video(path, width=322, height=182, seconds=0.2)
     with pytest.raises(ValueError, match="even"):
         next(iter_video_frames(path, max_side=321, pixel_format="yuv420p"))
+
+
+def test_an_animated_gif_is_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 48), (i * 40, 80, 120)) for i in range(4)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with pytest.raises(VideoDecodeError, match="animated image"):
+        sample_video(path.read_bytes(), 4)
