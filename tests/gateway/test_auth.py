@@ -57,6 +57,10 @@ def test_api_routes_need_a_valid_key(keyed: GatewayServer, key: str, video_serve
             ("GET", "/api/v1/info", {}),
             ("POST", "/api/v1/predict", {"json": {"url": video_server.url("face.mp4")}}),
             ("POST", "/api/v1/predict/upload", {"files": {"file": ("f.mp4", b"0" * 1000)}}),
+            ("POST", "/api/v1/predict/batch", {"json": {"urls": [video_server.url("face.mp4")]}}),
+            ("POST", "/api/v1/jobs", {"json": {"url": video_server.url("face.mp4")}}),
+            ("GET", "/api/v1/jobs/0123456789abcdef0123456789abcdef", {}),
+            ("GET", "/api/v1/jobs/0123456789abcdef0123456789abcdef/events", {}),
         ):
             missing = c.request(method, path, **kwargs)
             message = assert_error(missing, 401, "unauthorized")["error"]["message"]
