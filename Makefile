@@ -73,7 +73,7 @@ loadtest: export
 
 soak: export
 	$(PY) -m loadtests --label soak --duration 30m --users 4 --spawn-rate 0.2 --classes gateway,triton --pacing 30 \
-		--heatmap on --memory-interval 30 --max-rss-growth 10 $(SOAK_ARGS)
+		--heatmap on --memory-interval 30 --rss-baseline 2m --max-rss-growth 10 $(SOAK_ARGS)
 
 clean:
 	rm -rf .triton results test-artifacts

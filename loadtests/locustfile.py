@@ -7,7 +7,8 @@
   one statistics table.
 
 An answer counts as a failure unless it is a complete verdict that fits the clip: a face clip must not come back
-NO_FACE, a clip without a face must, and the gateway's answer must carry no stage errors and the heatmap flag asked.
+NO_FACE, a clip without a face must, and the gateway's answer must carry no stage errors, an overlay video, and
+heatmaps exactly when they were asked for and the clip has a face.
 ``--pacing SECONDS`` starts each user's requests that many seconds apart (steady rate; 0: back to back).
 """
 
@@ -103,9 +104,11 @@ class GatewayUser(HttpUser):
             problem = verdict_problem(clip, answer.get("predicted_class", "?"))
             if problem is None and answer.get("errors"):
                 problem = f"{clip.name}: stage errors {answer['errors']}"
-            if problem is None and answer.get("heatmap") != heatmap:
-                problem = f"{clip.name}: asked heatmap={heatmap}, got {answer.get('heatmap')}"
-            if problem is None and heatmap and not answer.get("output_url"):
+            # The overlay carries heatmaps when asked for and a face was found (none can be drawn without one).
+            expected_heatmap = heatmap and clip.face
+            if problem is None and answer.get("heatmap") != expected_heatmap:
+                problem = f"{clip.name}: expected heatmap={expected_heatmap}, got {answer.get('heatmap')}"
+            if problem is None and not answer.get("output_url"):
                 problem = f"{clip.name}: no overlay video"
             if problem:
                 resp.failure(problem)

@@ -24,7 +24,7 @@ class ProcessKey:
 
     group: str
     pid: int
-    label: str
+    label: str = field(compare=False)  # a process's name can change (a fork exec'ing): the pid is what counts
 
 
 def _stub_label(proc: psutil.Process) -> str:
@@ -99,11 +99,15 @@ class MemoryWatch:
             self._thread.join()
         return self.sample()
 
-    def report(self) -> dict[str, Any]:
-        """Start, end, peak and growth: per group (summed) and per process (start and end both seen)."""
+    def report(self, baseline_after_s: float = 0.0) -> dict[str, Any]:
+        """Start, end, peak and growth: per group (summed) and per process (start and end both seen). The start is
+        the first sample ``baseline_after_s`` or more after the first one (a long run's settled working set); the
+        peak is over all samples."""
         if not self.samples:
-            return {"groups": {}, "processes": []}
-        start, end = self.samples[0][1], self.samples[-1][1]
+            return {"groups": {}, "processes": [], "baseline_after_s": 0.0}
+        t0 = self.samples[0][0]
+        base_t, start = next(((t, s) for t, s in self.samples if t - t0 >= baseline_after_s), self.samples[-1])
+        end = self.samples[-1][1]
         groups: dict[str, dict[str, float]] = {}
         for name in sorted({k.group for k in start} | {k.group for k in end}):
             totals = [sum(v for k, v in snap.items() if k.group == name) for _, snap in self.samples]
@@ -116,11 +120,12 @@ class MemoryWatch:
                 "peak_mb": round(max(totals) / MB, 1),
                 "growth_pct": round(100.0 * (e - s) / s, 2) if s else 0.0,
             }
+        labels = {k: k.label for k in end}  # the latest name of each process
         processes = [
             {
                 "group": k.group,
                 "pid": k.pid,
-                "label": k.label,
+                "label": labels[k],
                 "start_mb": round(start[k] / MB, 1),
                 "end_mb": round(end[k] / MB, 1),
                 "growth_pct": round(100.0 * (end[k] - start[k]) / start[k], 2) if start[k] else 0.0,
@@ -129,7 +134,13 @@ class MemoryWatch:
         ]
         gone = sorted(f"{k.group}:{k.label}:{k.pid}" for k in start.keys() - end.keys())
         new = sorted(f"{k.group}:{k.label}:{k.pid}" for k in end.keys() - start.keys())
-        return {"groups": groups, "processes": processes, "exited": gone, "started": new}
+        return {
+            "groups": groups,
+            "processes": processes,
+            "exited": gone,
+            "started": new,
+            "baseline_after_s": round(base_t - t0, 1),
+        }
 
     def write_csv(self, path: Path) -> None:
         """One row per sample: time since start and each group's total RSS in MB."""

@@ -75,7 +75,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     for f in summary["failure_messages"]:
         lines.append(f"  failure x{f['occurrences']} {f['name']}: {f['error'][:200]}")
-    lines += ["", f"{'memory (RSS)':<22} {'procs':>5} {'start MB':>9} {'end MB':>9} {'peak MB':>9} {'growth':>8}"]
+    base = summary["memory"].get("baseline_after_s") or 0
+    title = "memory (RSS)" + (f", start at {base:g} s" if base else "")
+    lines += ["", f"{title:<22} {'procs':>5} {'start MB':>9} {'end MB':>9} {'peak MB':>9} {'growth':>8}"]
     for name, g in summary["memory"]["groups"].items():
         lines.append(
             f"{name:<22} {g['processes']:>5} {g['start_mb']:>9.1f} {g['end_mb']:>9.1f} {g['peak_mb']:>9.1f} "

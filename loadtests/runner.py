@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-warmup", dest="warmup", action="store_false", help="skip the warm-up (start RSS before any request)"
     )
     p.add_argument(
+        "--rss-baseline",
+        type=parse_duration,
+        default=0,
+        help="take the start RSS this long into the run, once the working set has settled (make soak: 2m)",
+    )
+    p.add_argument(
         "--max-rss-growth",
         type=float,
         default=None,
@@ -214,7 +220,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "locust_exit_code": code,
         "endpoints": endpoint_stats(stats_csv),
         "failure_messages": failure_messages(out / "locust_failures.csv"),
-        "memory": watch.report(),
+        "memory": watch.report(a.rss_baseline),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_start, "loadavg_after": os.getloadavg()},
         "results_dir": str(out),
         "files": {"stats_csv": str(stats_csv), "html": str(out / "report.html"), "memory_csv": str(out / "memory.csv")},

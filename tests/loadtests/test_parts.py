@@ -99,6 +99,10 @@ def test_memory_watch_sees_a_growing_child() -> None:
         (proc,) = [p for p in report["processes"] if p["pid"] == child.pid]
         assert proc["end_mb"] - proc["start_mb"] > 50 and proc["growth_pct"] > 0
         assert report["groups"]["gateway"]["peak_mb"] >= report["groups"]["gateway"]["end_mb"] - 0.1
+        # A baseline taken after the allocation: no growth of that child any more.
+        settled = watch.report(baseline_after_s=watch.samples[-1][0] - watch.samples[0][0])
+        (late,) = [p for p in settled["processes"] if p["pid"] == child.pid]
+        assert late["growth_pct"] == 0.0 and late["start_mb"] > 50
     finally:
         child.kill()
         child.wait()
