@@ -143,7 +143,7 @@ def locust_command(a: argparse.Namespace, stack: LocalStack, clip_dir: Path, out
 
 
 def warm_up(a: argparse.Namespace, stack: LocalStack) -> None:
-    """Each clip of the mix once, up to ``users`` at a time, so that start-up costs (Grad-CAM's model, Triton's
+    """Each clip of the mix, ``users`` requests at a time, so that start-up costs (Grad-CAM's model, Triton's
     first sessions and buffers) are counted neither in the run nor in the start RSS."""
     heatmap = a.heatmap == "on"
 
@@ -155,9 +155,13 @@ def warm_up(a: argparse.Namespace, stack: LocalStack) -> None:
         if r.status_code != 200:
             raise RuntimeError(f"the warm-up prediction of {clip.name} failed: HTTP {r.status_code} {r.text[:500]}")
 
+    # Every clip at least once, and as many at once as there will be users, so that each of Triton's model
+    # instances has served a request before the start RSS is taken.
     clips = [e.clip for e in parse_mix(a.mix)]
-    with ThreadPoolExecutor(max(1, min(a.users, len(clips)))) as pool:
-        list(pool.map(predict, clips))
+    concurrency = max(1, min(a.users, 4))  # more would only wait in the gateway's queue
+    batch = [clips[i % len(clips)] for i in range(max(len(clips), concurrency))]
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(predict, batch))
 
 
 def run_locust(cmd: list[str], log_path: Path, timeout_s: float) -> int:
@@ -189,7 +193,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     with local_stack(clip_dir, out, "stack", {"GATEWAY_HEATMAP": "true" if a.heatmap == "on" else "false"}) as stack:
         assert stack.triton.proc is not None
         if a.warmup:
-            print("warm-up: each clip of the mix once ...", flush=True)
+            print("warm-up: each clip of the mix, as many at once as users ...", flush=True)
             warm_up(a, stack)
         watch = MemoryWatch({"gateway": stack.gateway.pid, "tritonserver": stack.triton.proc.pid}, a.memory_interval)
         watch.mark_start()
