@@ -75,9 +75,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     for f in summary["failure_messages"]:
         lines.append(f"  failure x{f['occurrences']} {f['name']}: {f['error'][:200]}")
-    base = summary["memory"].get("baseline_after_s") or 0
-    title = "memory (RSS)" + (f", start at {base:g} s" if base else "")
-    lines += ["", f"{title:<22} {'procs':>5} {'start MB':>9} {'end MB':>9} {'peak MB':>9} {'growth':>8}"]
+    lines += ["", f"{'memory (RSS)':<22} {'procs':>5} {'start MB':>9} {'end MB':>9} {'peak MB':>9} {'growth':>8}"]
     for name, g in summary["memory"]["groups"].items():
         lines.append(
             f"{name:<22} {g['processes']:>5} {g['start_mb']:>9.1f} {g['end_mb']:>9.1f} {g['peak_mb']:>9.1f} "
@@ -88,5 +86,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"  largest growth of one process: {worst['label']} ({worst['group']}) {worst['growth_pct']:+.1f}%"
         )
+    base = summary["memory"].get("baseline_after_s") or 0
+    if base:
+        lines.append(f"  start RSS taken {base:g} s into the run (--rss-baseline)")
     lines += ["", f"results: {summary['results_dir']}"]
     return "\n".join(lines)
