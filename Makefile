@@ -19,12 +19,14 @@ help:
 	@echo "make test          run the test suite (starts its own Triton on free ports)"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
+	@echo "make loadtest      Locust (headless) against a local stack it starts; LOADTEST_ARGS=... (loadtests/README.md)"
+	@echo "make soak          30 min of Locust at a steady rate: failures and RSS growth of every process (SOAK_ARGS=...)"
 	@echo "make deploy-check  validate Dockerfiles, docker-compose.yml, k8s/ manifests and the served model repository"
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[export,local,clients,gateway,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[export,local,clients,gateway,dev,loadtest]'
 	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
@@ -57,10 +59,21 @@ deploy-check: export
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks gateway
+	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks gateway loadtests
 
 bench-triton: export
 	$(PY) -m benchmarks.triton_bench
+
+# Load tests (loadtests/README.md): loopback only, they stop by themselves; results under results/<label>-<time>/.
+LOADTEST_ARGS ?=
+SOAK_ARGS ?=
+.PHONY: loadtest soak
+loadtest: export
+	$(PY) -m loadtests --users 4 --spawn-rate 1 --duration 3m --heatmap on $(LOADTEST_ARGS)
+
+soak: export
+	$(PY) -m loadtests --label soak --duration 30m --users 4 --spawn-rate 0.2 --classes gateway,triton --pacing 30 \
+		--heatmap on --memory-interval 30 --rss-baseline 2m --max-rss-growth 10 $(SOAK_ARGS)
 
 clean:
 	rm -rf .triton results test-artifacts

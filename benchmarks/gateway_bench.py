@@ -13,17 +13,15 @@ import json
 import statistics
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from benchmarks.stack import local_stack
 from benchmarks.triton_bench import bench_clip
 from gateway.core.settings import Settings
-from gateway.demo import gateway_process, serve_directory
-from triton_runtime.process import TritonProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
@@ -83,28 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     clip = bench_clip()
     settings = Settings(_env_file=None)  # type: ignore[call-arg]  # the gateway's defaults: output and encoder
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with ExitStack() as stack:
-        triton = stack.enter_context(TritonProcess.on_free_ports(RESULTS / "bench-gateway-triton.log"))
-        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-gateway-", dir=RESULTS)))
-        env = {
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_PUBLIC_BASE_URL": base_url,
-            "GATEWAY_TRITON_GRPC_URL": triton.grpc_url,
-            "GATEWAY_DATA_DIR": str(data_dir),
-            "GATEWAY_STORAGE": "local",
-            "GATEWAY_AUTH": "open",  # a loopback gateway of its own
-            "GATEWAY_OPEN_RATE_PER_MINUTE": "0",
-            "GATEWAY_ALLOWED_HOSTS": "127.0.0.1",
-            "GATEWAY_HEATMAP": "true",
-        }
-        stack.enter_context(gateway_process(env, base_url, RESULTS / "bench-gateway.log"))
-        files = stack.enter_context(serve_directory(clip.parent))
+    with local_stack(clip.parent, RESULTS, "bench-gateway", {"GATEWAY_HEATMAP": "true"}) as stack:
         # The floor before and after the predictions: the machine's speed drifts during a run.
         floor = measure_floor_s(clip, settings, (a.floor_runs + 1) // 2)
-        rows = run_predicts(base_url, f"{files}/{clip.name}", a.requests, a.warmup, a.num_frames)
+        rows = run_predicts(stack.gateway_url, f"{stack.media_url}/{clip.name}", a.requests, a.warmup, a.num_frames)
         floor += measure_floor_s(clip, settings, a.floor_runs // 2)
     walls = [r["wall_s"] for r in rows]
     floor_s = statistics.median(floor)

@@ -64,8 +64,11 @@ def gateway_health(base_url: str) -> int | None:
 
 
 @contextmanager
-def gateway_process(env: dict[str, str], base_url: str, log_path: Path, timeout_s: float = 180) -> Iterator[None]:
-    """``python -m gateway`` with these GATEWAY_* variables, until it answers healthy; stopped at the end."""
+def gateway_process(
+    env: dict[str, str], base_url: str, log_path: Path, timeout_s: float = 180
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m gateway`` with these GATEWAY_* variables, until it answers healthy; yields the process (its pid
+    for memory figures); stopped at the end."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -83,7 +86,7 @@ def gateway_process(env: dict[str, str], base_url: str, log_path: Path, timeout_
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the gateway was not healthy after {timeout_s:.0f} s; log: {log_path}")
             time.sleep(0.3)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
