@@ -354,3 +354,26 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def holding_a_slot(gateway: GatewayServer, video_server: VideoServer, seconds: int) -> Iterator[httpx.Client]:
+    """A prediction of a video served over ``seconds`` holds a slot of ``gateway`` for the block (a client of the
+    gateway is yielded); afterwards that prediction must have succeeded and the gateway must still serve."""
+    first: dict[str, httpx.Response] = {}
+
+    def slow_request() -> None:
+        with gateway.client() as c:
+            first["r"] = c.post("/api/v1/predict", json={"url": video_server.url(f"slow/{seconds}/face.mp4"), **FAST})
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    with gateway.client() as c:
+        deadline = time.monotonic() + 10
+        while "gateway_predictions_in_flight 1.0" not in c.get("/metrics").text:
+            assert time.monotonic() < deadline, "the first request never took its slot"
+            time.sleep(0.05)
+        yield c
+        worker.join(60)
+        assert first["r"].status_code == 200, first["r"].text
+        assert_serves(c, video_server)

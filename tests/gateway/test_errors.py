@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tests.gateway.conftest import (
     VideoServer,
     assert_error,
     assert_serves,
+    holding_a_slot,
     tmp_files,
 )
 from triton_runtime.process import TritonProcess, free_port
@@ -141,25 +141,10 @@ def test_timeouts_are_504(make_gateway: GatewayFactory, video_server: VideoServe
 
 def test_full_queue_is_429_with_retry_after(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
     busy = make_gateway(max_concurrent_predictions=1, max_queued_predictions=0)
-    first: dict[str, httpx.Response] = {}
-
-    def slow_request() -> None:
-        with busy.client() as c:
-            first["r"] = c.post("/api/v1/predict", json={"url": video_server.url("slow/2/face.mp4"), **FAST})
-
-    worker = threading.Thread(target=slow_request)
-    worker.start()
-    with busy.client() as c:
-        deadline = time.monotonic() + 10
-        while "gateway_predictions_in_flight 1.0" not in c.get("/metrics").text:
-            assert time.monotonic() < deadline, "the first request never took its slot"
-            time.sleep(0.05)
+    with holding_a_slot(busy, video_server, 2) as c:
         r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
         assert_error(r, 429, "overloaded")
         assert int(r.headers["retry-after"]) > 0
-        worker.join(60)
-        assert first["r"].status_code == 200, first["r"].text
-        assert_serves(c, video_server)
 
 
 def test_unknown_routes_and_media_are_json_404(client: httpx.Client) -> None:

@@ -3,33 +3,13 @@ the slot holder is still running (the queue-full 429 is in test_errors)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import httpx
-
-from tests.gateway.conftest import FAST, GatewayFactory, VideoServer, assert_error, assert_serves
+from tests.gateway.conftest import FAST, GatewayFactory, VideoServer, assert_error, holding_a_slot
 
 
 def test_no_slot_in_time_is_503_with_retry_after(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
     busy = make_gateway(max_concurrent_predictions=1, max_queued_predictions=4, queue_timeout_s=0.5)
-    first: dict[str, httpx.Response] = {}
-
-    def slow_request() -> None:
-        with busy.client() as c:
-            first["r"] = c.post("/api/v1/predict", json={"url": video_server.url("slow/6/face.mp4"), **FAST})
-
-    worker = threading.Thread(target=slow_request)
-    worker.start()
-    with busy.client() as c:
-        deadline = time.monotonic() + 10
-        while "gateway_predictions_in_flight 1.0" not in c.get("/metrics").text:
-            assert time.monotonic() < deadline, "the first request never took its slot"
-            time.sleep(0.05)
+    with holding_a_slot(busy, video_server, 6) as c:
         r = c.post("/api/v1/predict", json={"url": video_server.url("face.mp4"), **FAST})
         assert "gateway_predictions_in_flight 1.0" in c.get("/metrics").text  # answered while the first still runs
         assert "in time" in assert_error(r, 503, "overloaded")["error"]["message"]
         assert int(r.headers["retry-after"]) > 0
-        worker.join(60)
-        assert first["r"].status_code == 200, first["r"].text
-        assert_serves(c, video_server)

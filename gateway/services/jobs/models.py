@@ -106,14 +106,9 @@ class JobRecord:
 
     def event(self) -> dict[str, Any]:
         """What a stage-change event carries (no result: that is in ``GET /api/v1/jobs/{id}``)."""
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "stage": self.stage,
-            "progress": round(self.progress, 3),
-            "attempts": self.attempts,
-            **({"error": self.error} if self.error else {}),
-        }
+        body = self.public()
+        event = {k: body[k] for k in ("id", "status", "stage", "progress", "attempts")}
+        return {**event, "error": self.error} if self.error else event
 
 
 def now() -> float:
