@@ -102,7 +102,9 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         log.info("%s", access.describe())
     jobs = build_job_store(settings)
     await jobs.open()
-    runner = JobRunner(settings=settings, store=jobs, pipeline=pipeline, downloader=downloader, http=http)
+    runner = JobRunner(
+        settings=settings, store=jobs, pipeline=pipeline, admission=admission, downloader=downloader, http=http
+    )
     log.info(
         "gateway ready: Triton %s, storage %s, model %s %s, jobs in %s",
         settings.triton_grpc_url,

@@ -101,6 +101,21 @@ class Admission:
             ) from exc
         finally:
             self._waiting -= 1
+        async with self._held():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def worker_slot(self) -> AsyncIterator[None]:
+        """A slot for a job worker: it waits as long as it takes (the workers are few and nobody is waiting on the
+        HTTP answer), and it shares the limit with the synchronous predictions, so jobs and predictions together
+        never run more than ``slots`` pipelines at once."""
+        await self._semaphore.acquire()
+        async with self._held():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        """Count the slot just acquired while the block runs, then give it back."""
         self._metrics.predictions_in_flight.inc()
         try:
             yield

@@ -10,7 +10,15 @@ import pytest
 
 from gateway.services.jobs.models import NewJob
 from gateway.services.jobs.sqlite_store import SqliteJobStore
-from tests.gateway.conftest import FAST, GatewayFactory, GatewayServer, VideoServer, assert_error, tmp_files
+from tests.gateway.conftest import (
+    FAST,
+    GatewayFactory,
+    GatewayServer,
+    VideoServer,
+    assert_error,
+    holding_a_slot,
+    tmp_files,
+)
 from tests.gateway.jobs_helpers import STATUS_ORDER, CallbackReceiver, read_events, submit, wait_job
 
 
@@ -194,3 +202,17 @@ def test_predict_batch(client: httpx.Client, video_server: VideoServer) -> None:
     too_many = client.post("/api/v1/predict/batch", json={"urls": [urls[0]] * 9})
     assert "at most 8" in assert_error(too_many, 422, "invalid_request")["error"]["message"]
     assert_error(client.post("/api/v1/predict/batch", json={"urls": []}), 422, "invalid_request")
+
+
+def test_jobs_share_the_prediction_slots(make_gateway: GatewayFactory, video_server: VideoServer) -> None:
+    """With one slot held by a synchronous prediction, a job waits for it instead of adding a second pipeline."""
+    gateway = make_gateway(max_concurrent_predictions=1, max_queued_predictions=4, queue_timeout_s=60)
+    with holding_a_slot(gateway, video_server, 4) as c:
+        [job_id] = submit(c, {"url": video_server.url("face.mp4"), **FAST})
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert c.get(f"/api/v1/jobs/{job_id}").json()["status"] in ("queued", "downloading")
+            assert "gateway_predictions_in_flight 1.0" in c.get("/metrics").text
+            time.sleep(0.2)
+    with gateway.client() as c:
+        assert wait_job(c, job_id)["status"] == "done"

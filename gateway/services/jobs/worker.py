@@ -35,7 +35,7 @@ from gateway.services.jobs.callback import deliver
 from gateway.services.jobs.models import STAGE_STATUS, JobRecord, JobStatus
 from gateway.services.jobs.retention import remove_expired
 from gateway.services.jobs.store import JobStore, JobStoreError
-from gateway.services.pipeline import Pipeline, PredictJob
+from gateway.services.pipeline import Admission, Pipeline, PredictJob
 
 log = logging.getLogger("gateway.jobs")
 T = TypeVar("T")
@@ -78,12 +78,14 @@ class JobRunner:
         settings: Settings,
         store: JobStore,
         pipeline: Pipeline,
+        admission: Admission,
         downloader: Downloader,
         http: httpx.AsyncClient,
     ) -> None:
         self.settings = settings
         self.store = store
         self.pipeline = pipeline
+        self.admission = admission
         self.downloader = downloader
         self.http = http
         self.instance = f"{os.uname().nodename}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -187,7 +189,8 @@ class JobRunner:
                 on_stage=on_stage,
             )
             job.timings["download"] = time.perf_counter() - started
-            result = await self.pipeline.run(job)
+            async with self.admission.worker_slot():  # the same CPU budget as POST /api/v1/predict
+                result = await self.pipeline.run(job)
         return result, job.public_id
 
     async def _report(
