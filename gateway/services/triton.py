@@ -34,8 +34,11 @@ CHANNEL_ARGS = [
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    # Keepalive pings find a dead connection, but Triton's gRPC server (defaults of its --grpc-keepalive-* and
+    # --grpc-http2-* flags) answers pings closer than 5 minutes with GOAWAY "too_many_pings", which drops the
+    # connection and every call on it: ping every 6 minutes at most.
+    ("grpc.keepalive_time_ms", 360_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 ]

@@ -20,7 +20,7 @@ def submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> list[s
     return [j["id"] for j in r.json()["jobs"]]
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 180.0, until: tuple[str, ...] = TERMINAL) -> dict:
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 300.0, until: tuple[str, ...] = TERMINAL) -> dict:
     """Poll ``GET /api/v1/jobs/{id}`` until its status is in ``until``."""
     deadline = time.monotonic() + timeout
     while True:
