@@ -140,6 +140,30 @@ class PredictJob:
     errors: list[dict[str, str]] = field(default_factory=list)
     on_stage: Callable[[str], None] | None = None  # also told each stage (the jobs' workers record it)
 
+    @classmethod
+    def with_defaults(
+        cls,
+        settings: Settings,
+        *,
+        source: Path,
+        size: int,
+        num_frames: int | None,
+        heatmap: bool | None,
+        request_id: str,
+        started: float,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> PredictJob:
+        """A job whose options the request left unset (None) take the gateway's defaults."""
+        return cls(
+            source=source,
+            size=size,
+            num_frames=num_frames or settings.num_frames,
+            heatmap=settings.heatmap if heatmap is None else heatmap,
+            request_id=request_id,
+            started=started,
+            on_stage=on_stage,
+        )
+
 
 class Pipeline:
     """Runs predictions with the long-lived services built in the lifespan."""

@@ -93,6 +93,14 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001 * 1000)
 
 
+def _output_frames(info: VideoInfo, max_side: int) -> tuple[int, int, int, str]:
+    """(width, height, longer-side limit, pixel format) of the frames ``iter_video_frames`` gives the overlay:
+    I420 (no colour conversion) unless a side is odd, which yuv420p can't hold: RGB then (the writer pads it)."""
+    _, _, longer = output_size(info.width, info.height, max_side)
+    out_w, out_h, _ = analysis_size(info.width, info.height, longer)
+    return out_w, out_h, longer, "yuv420p" if out_w % 2 == 0 and out_h % 2 == 0 else "rgb24"
+
+
 def measure_floor(
     source: str | Path, destination: str | Path, *, max_side: int = 720, preset: str = "ultrafast", crf: int = 23
 ) -> float:
@@ -102,13 +110,11 @@ def measure_floor(
     cheapest decode + re-encode there is (the overlay converts only the pixels it draws on)."""
     start = time.perf_counter()
     info = probe_video(source)
-    _, _, longer = output_size(info.width, info.height, max_side)
-    out_w, out_h, _ = analysis_size(info.width, info.height, longer)
-    i420 = out_w % 2 == 0 and out_h % 2 == 0
+    out_w, out_h, longer, pixel_format = _output_frames(info, max_side)
     with ExitStack() as stack:
         writer = stack.enter_context(H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf))
-        for _, _, pixels in iter_video_frames(source, longer, pixel_format="yuv420p" if i420 else "rgb24"):
-            if i420:
+        for _, _, pixels in iter_video_frames(source, longer, pixel_format=pixel_format):
+            if pixel_format == "yuv420p":
                 writer.write_i420(pixels)
             else:
                 writer.write(np.ascontiguousarray(pixels))
@@ -349,15 +355,14 @@ def render_overlay(
     """
     start = time.perf_counter()
     info = info or probe_video(source)
-    out_w, out_h, longer = output_size(info.width, info.height, max_side)
+    out_w, out_h, longer, pixel_format = _output_frames(info, max_side)
+    i420 = pixel_format == "yuv420p"
     src_w = result.width if result.width > 0 else info.width
     src_h = result.height if result.height > 0 else info.height
-    out_w, out_h, _ = analysis_size(info.width, info.height, longer)  # what iter_video_frames will give
-    i420 = out_w % 2 == 0 and out_h % 2 == 0  # odd sizes (rare) take the RGB path, which pads them
     writer: H264Writer | None = None
     overlay: _Overlay | None = None
     with ExitStack() as stack:  # the writer deletes its partial file when the block raises
-        for index, _, pixels in iter_video_frames(source, longer, pixel_format="yuv420p" if i420 else "rgb24"):
+        for index, _, pixels in iter_video_frames(source, longer, pixel_format=pixel_format):
             if writer is None:
                 writer = stack.enter_context(
                     H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf)

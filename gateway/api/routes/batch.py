@@ -12,11 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from gateway.api.deps import Services, ServicesDep
-from gateway.api.routes.predict import _read_small_body, _rid
+from gateway.api.routes.predict import _read_small_body, _rid, predict_url
 from gateway.api.schemas import BatchRequest, BatchResponse, ErrorResponse
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.services.jobs.worker import error_body
-from gateway.services.pipeline import PredictJob
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
 
@@ -48,22 +47,8 @@ async def predict_batch(request: Request, services: ServicesDep) -> dict[str, An
 
 
 async def _one(services: Services, req: BatchRequest, url: str, request_id: str) -> dict[str, Any]:
-    s = services.settings
-    started = time.perf_counter()
     try:
-        async with services.admission.slot():
-            download_start = time.perf_counter()
-            async with services.downloader.fetch(url, prefix=request_id) as downloaded:
-                job = PredictJob(
-                    source=downloaded.path,
-                    size=downloaded.size,
-                    num_frames=req.num_frames or s.num_frames,
-                    heatmap=s.heatmap if req.heatmap is None else req.heatmap,
-                    request_id=request_id,
-                    started=started,
-                )
-                job.timings["download"] = time.perf_counter() - download_start
-                result = await services.pipeline.run(job)
+        result = await predict_url(services, url, req, request_id, time.perf_counter())
     except GatewayError as exc:
         error = error_body(exc)
         return {"url": url, "status": error.pop("status_code"), "error": error}

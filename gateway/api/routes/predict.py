@@ -75,10 +75,17 @@ async def predict(request: Request, services: ServicesDep) -> dict[str, Any]:
         req = PredictRequest.model_validate_json(body or b"null")
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    return await predict_url(services, req.url, req, _rid(request), started)
+
+
+async def predict_url(
+    services: Services, url: str, options: PredictOptions, request_id: str, started: float
+) -> dict[str, Any]:
+    """One prediction slot: download ``url`` (SSRF-guarded), run the pipeline, the response body."""
     async with services.admission.slot():
         download_start = time.perf_counter()
-        async with services.downloader.fetch(req.url, prefix=_rid(request)) as downloaded:
-            job = _job(request, services, downloaded.path, downloaded.size, req, started)
+        async with services.downloader.fetch(url, prefix=request_id) as downloaded:
+            job = _job(services, downloaded.path, downloaded.size, options, request_id, started)
             job.timings["download"] = time.perf_counter() - download_start
             return await services.pipeline.run(job)
 
@@ -114,7 +121,7 @@ async def _predict_upload(request: Request, services: Services, started: float) 
                 options = PredictOptions.model_validate(uploaded.fields)
             except ValidationError as exc:
                 raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-            job = _job(request, services, uploaded.path, uploaded.size, options, started)
+            job = _job(services, uploaded.path, uploaded.size, options, _rid(request), started)
             job.timings["download"] = time.perf_counter() - receive_start
             return await services.pipeline.run(job)
 
@@ -146,14 +153,14 @@ def _rid(request: Request) -> str:
 
 
 def _job(
-    request: Request, services: Services, path: Any, size: int, options: PredictOptions, started: float
+    services: Services, path: Any, size: int, options: PredictOptions, request_id: str, started: float
 ) -> PredictJob:
-    s = services.settings
-    return PredictJob(
+    return PredictJob.with_defaults(
+        services.settings,
         source=path,
         size=size,
-        num_frames=options.num_frames or s.num_frames,
-        heatmap=s.heatmap if options.heatmap is None else options.heatmap,
-        request_id=_rid(request),
+        num_frames=options.num_frames,
+        heatmap=options.heatmap,
+        request_id=request_id,
         started=started,
     )

@@ -175,15 +175,16 @@ class JobRunner:
         await self._finish(record, worker, result=result, public_id=public_id)
 
     async def _predict(self, record: JobRecord, on_stage: Callable[[str], None]) -> tuple[dict[str, Any], str]:
-        s = self.settings
         request = record.request
         started = time.perf_counter()
         async with self.downloader.fetch(request["url"], prefix=record.id) as downloaded:
-            job = PredictJob(
+            heatmap = request.get("heatmap")
+            job = PredictJob.with_defaults(
+                self.settings,
                 source=downloaded.path,
                 size=downloaded.size,
-                num_frames=request.get("num_frames") or s.num_frames,
-                heatmap=s.heatmap if request.get("heatmap") is None else bool(request["heatmap"]),
+                num_frames=request.get("num_frames"),
+                heatmap=None if heatmap is None else bool(heatmap),
                 request_id=record.id,
                 started=started,
                 on_stage=on_stage,
