@@ -73,8 +73,9 @@ def track_faces(
 ) -> list[FrameFaces]:
     """Faces per frame of frames [N,H,W,3] uint8 RGB (same size), like `detect_faces`, at a fraction of its cost.
 
-    Key frames hold every face found; a followed frame holds only the main face. `video_ids` keeps videos batched
-    together independent of each other (each video's key frames, track and fallbacks are its own).
+    Key frames hold every face found; a followed frame holds the faces followed into it (at most FOLLOWED_TRACKS).
+    `video_ids` keeps videos batched together independent of each other (each video's key frames, track and
+    fallbacks are its own).
     `params.key_stride <= 1` detects on every frame.
     """
     params = params or DetectorParams()
