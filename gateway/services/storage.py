@@ -149,9 +149,10 @@ class LocalStorage:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{public_id}.", suffix=".tmp", dir=self.directory)
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                # No fsync: the rename below already keeps readers from a partial file, an overlay can be rendered
+                # again, and an fsync waits for the disk to write out everything dirty before it (minutes on a
+                # throttled cloud disk right after a large install: a job then sat in "uploading").
                 shutil.copyfileobj(src, out, 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, target)
             tmp_name = None
