@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core.aio import wait_event
+
 TERMINAL = ("done", "failed")
 
 
@@ -103,7 +105,5 @@ class ProgressTracker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            try:
-                await asyncio.wait_for(entry.changed.wait(), min(heartbeat_s, remaining))
-            except TimeoutError:
+            if not await wait_event(entry.changed, min(heartbeat_s, remaining)):
                 yield None

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from gateway.core.aio import wait_event
 from gateway.core.errors import (
     DownloadFailed,
     GatewayError,
@@ -123,8 +124,7 @@ class JobRunner:
                 continue
             if record is None:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), s.job_poll_interval_s)
+                await wait_event(self._wake, s.job_poll_interval_s)
                 continue
             try:
                 await self._run(record, worker)
@@ -197,11 +197,14 @@ class JobRunner:
     async def _report(
         self, job_id: str, worker: str, state: _Running, changed: asyncio.Event, predict: asyncio.Task[Any]
     ) -> None:
-        """Write stage changes, and extend the lease every third of it; cancel the job when the lease is lost."""
+        """Write stage changes, and extend the lease every third of it, until ``predict`` ends; cancel the job when
+        the lease is lost."""
         s = self.settings
+        predict.add_done_callback(lambda _: changed.set())  # so this ends with the job, cancelled or not
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), s.job_lease_s / 3)
+            await wait_event(changed, s.job_lease_s / 3)
+            if predict.done():
+                return
             changed.clear()
             try:
                 held = await self.store.heartbeat(
