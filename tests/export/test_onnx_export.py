@@ -18,6 +18,7 @@ from deepfake_core.mtcnn import load_mtcnn
 from export import onnx_export
 from export.__main__ import main
 from export.onnx_export import MODEL_NAMES, ExportCheckError, export_models
+from export.pretrained import load_imagenet
 
 SMALL = {"width_mult": 0.25, "depth_mult": 0.34}
 
@@ -194,6 +195,28 @@ def test_checkpoint_export(tmp_path: Path) -> None:
     save_checkpoint(ckpt, model, {"version": "small-2", "threshold": 0.37})  # new content: new digest
     assert export() == {"temporal_classifier": "exported"}
     assert json.loads((folder / "metadata.json").read_text())["version"] == "small-2"
+
+
+def test_imagenet_lite0_checkpoint_export(tmp_path: Path) -> None:
+    """The EfficientNet-Lite0 encoder (TF padding, ReLU6, input mapping) from its ImageNet weights: ONNX equals
+    torch on the served signature."""
+    model = untrained_classifier({"backbone": "effnet_lite0"})
+    load_imagenet(model)
+    ckpt = save_checkpoint(tmp_path / "lite.pt", model.eval(), {"version": "lite-1"})
+    assert export_models(tmp_path / "repo", ckpt, only=["temporal_classifier"], log=lambda _: None) == {
+        "temporal_classifier": "exported"
+    }
+    folder = tmp_path / "repo" / "temporal_classifier" / "1"
+    assert json.loads((folder / "metadata.json").read_text())["arch"]["backbone"] == "effnet_lite0"
+    rng = np.random.default_rng(5)
+    faces = rng.normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 1]], dtype=np.float32)
+    got = _session(folder / "model.onnx").run(None, {"FACES": faces, "FACE_MASK": mask})
+    with torch.no_grad():
+        want = ExportWrapper(model).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
+    for g, w in zip(got[:3], want[:3], strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+    assert_float16_close(got[3], want[3].numpy())
 
 
 def test_checkpoint_with_other_preprocessing_is_refused(tmp_path: Path) -> None:

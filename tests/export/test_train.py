@@ -21,7 +21,8 @@ from export.augment import AugmentConfig
 from export.datasets import Sample
 from export.faces_cache import FaceClip, FaceExtractor, torch_nets
 from export.onnx_export import export_models
-from export.train import ClipPool, TrainConfig, make_batch, train
+from export.pretrained import lite0_state_dict
+from export.train import ClipPool, TrainConfig, main, make_batch, train
 from tests.media import face_video
 
 TINY = {"width_mult": 0.25, "depth_mult": 0.34, "dropout": 0.0, "drop_path": 0.0, "temporal_dim": 64}
@@ -151,3 +152,29 @@ def test_checkpoint_round_trip_through_onnx(
     np.testing.assert_allclose(scores, want[2].numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(logit, want[1].numpy(), atol=1e-4, rtol=1e-4)
     assert scores[0, 1] == 0.0
+
+
+def test_training_from_imagenet_keeps_frozen_blocks(pool: ClipPool, tmp_path: Path) -> None:
+    """--pretrained --freeze-blocks: the ImageNet encoder trains, but its stem and first blocks (weights and
+    BatchNorm statistics) stay as they came."""
+    cfg = TrainConfig(
+        steps=2,
+        batch=2,
+        frames=2,
+        lr=1e-3,
+        warmup=1,
+        save_every=0,
+        arch={"backbone": "effnet_lite0", "dropout": 0.0, "drop_path": 0.0, "temporal_dim": 64},
+        pretrained=True,
+        freeze_blocks=6,
+        augment=AugmentConfig.off(),
+    )
+    model, losses, _ = train(pool, cfg, tmp_path / "m.pt", progress=False)
+    imagenet = lite0_state_dict()
+    encoder = model.frame_encoder.state_dict()
+    for key in ("stem.0.weight", "stem.1.running_mean", "blocks.5.project.0.weight", "blocks.5.project.1.running_var"):
+        assert torch.equal(encoder[key], imagenet[key]), key  # fixed: weights and BatchNorm statistics
+    assert not torch.equal(encoder["blocks.6.project.0.weight"], imagenet["blocks.6.project.0.weight"])
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    with pytest.raises(SystemExit, match="needs --backbone effnet_lite0"):
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "x.pt"), "--pretrained"])
