@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -265,8 +266,11 @@ def _select(samples: list[Any], split_file: Path | None, split: str) -> list[Any
     return [s for s in samples if str(s.path) in chosen]
 
 
-def write_checkpoint_metadata(checkpoint: Path, updates: dict[str, Any]) -> None:
-    """Rewrite ``checkpoint`` with metadata updated (tensor dtype kept: a float16 file stays float16)."""
+def write_checkpoint_metadata(
+    checkpoint: Path, updates: dict[str, Any], platt: tuple[float, float] | None = None
+) -> None:
+    """Rewrite ``checkpoint`` with metadata updated (tensor dtype kept: a float16 file stays float16), and Platt
+    scaling folded into its video head when given."""
     import torch
 
     from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
@@ -274,6 +278,10 @@ def write_checkpoint_metadata(checkpoint: Path, updates: dict[str, Any]) -> None
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
     half = any(t.dtype == torch.float16 for t in raw["state_dict"].values())
     model, metadata = load_checkpoint(checkpoint)
+    if platt is not None:
+        from export.calibrate import fold_platt
+
+        fold_platt(model, *platt)
     metadata.update(updates)
     save_checkpoint(checkpoint, model, metadata, half=half)
 
@@ -293,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's")
     p.add_argument("--pick-threshold", action="store_true", help="choose the threshold on this data")
     p.add_argument("--write-checkpoint", action="store_true", help="store threshold + metrics in the checkpoint")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit Platt scaling of the video score on this data (with --write-checkpoint: fold it into the weights)",
+    )
     p.add_argument("--out", type=Path, default=Path("results/evaluation"))
     p.add_argument(
         "--self-blend", action="store_true", help="add a seeded self-blended fake of every real video (twin only)"
@@ -324,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"skipped {sample.path}: {exc}", file=sys.stderr)
     labels = np.array([s.label for s in scored])
     probs = np.array([s.prob_fake for s in scored])
+    platt: tuple[float, float] | None = None
+    if args.calibrate:
+        from export.calibrate import apply_platt, fit_platt
+
+        platt = fit_platt(labels, probs)
+        probs = apply_platt(probs, *platt)
+        scored = [dataclasses.replace(s, prob_fake=float(p)) for s, p in zip(scored, probs, strict=True)]
+        print(f"Platt scaling fitted on these {len(scored)} videos: logit' = {platt[0]:.4f} * logit + {platt[1]:.4f}")
     threshold = float(metadata.get("threshold", C.DECISION_THRESHOLD)) if args.threshold is None else args.threshold
     if args.pick_threshold:
         threshold = pick_threshold(labels, probs)
@@ -372,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         stored = dict(metadata.get("metrics") or {})
         stored["validation"] = {**metrics.as_dict(), "split": args.split, "data": [str(d) for d in args.data]}
-        write_checkpoint_metadata(checkpoint, {"threshold": threshold, "metrics": stored})
+        if platt is not None:  # folded into the weights below; recorded with the metrics it produced
+            stored["calibration"] = {"platt_a": platt[0], "platt_b": platt[1], "fitted_on": args.split}
+        write_checkpoint_metadata(checkpoint, {"threshold": threshold, "metrics": stored}, platt)
         print(f"stored threshold {threshold:.4f} and metrics in {checkpoint}")
     return 0
 
