@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from deepfake_core.checkpoint import checkpoint_digest, save_checkpoint
-from deepfake_core.classifier import ExportWrapper, untrained_classifier
+from deepfake_core.classifier import ExportWrapper, TemporalClassifier, untrained_classifier
 from deepfake_core.constants import CROP_SIZE, DECISION_THRESHOLD, NUM_FRAMES, UNTRAINED_VERSION
 from deepfake_core.mtcnn import load_mtcnn
 from export import onnx_export
@@ -98,6 +98,16 @@ def assert_float16_close(got: np.ndarray, want: np.ndarray) -> None:
     assert diff <= 2e-3 * max(1.0, float(np.abs(want.astype(np.float32)).max())), diff
 
 
+def assert_onnx_equals_torch(onnx_path: Path, model: TemporalClassifier, faces: np.ndarray, mask: np.ndarray) -> None:
+    """The exported classifier answers as ``ExportWrapper(model)`` does on the same inputs."""
+    got = _session(onnx_path).run(None, {"FACES": faces, "FACE_MASK": mask})
+    with torch.no_grad():
+        want = ExportWrapper(model).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
+    for g, w in zip(got[:3], want[:3], strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+    assert_float16_close(got[3], want[3].numpy())
+
+
 def test_classifier_onnx_equals_torch(repo: Path) -> None:
     rng = np.random.default_rng(11)
     faces = rng.normal(0.0, 1.0, size=(2, 4, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
@@ -181,15 +191,8 @@ def test_checkpoint_export(tmp_path: Path) -> None:
     assert meta["version"] == "small-1" and meta["threshold"] == 0.37 and meta["arch"]["width_mult"] == 0.25
     assert meta["checkpoint_sha256"] == checkpoint_digest(ckpt)
 
-    rng = np.random.default_rng(2)
-    faces = rng.normal(size=(1, 7, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
-    mask = np.ones((1, 7), dtype=np.float32)
-    got = _session(folder / "model.onnx").run(None, {"FACES": faces, "FACE_MASK": mask})
-    with torch.no_grad():
-        want = ExportWrapper(model).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
-    for g, w in zip(got[:3], want[:3], strict=True):
-        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
-    assert_float16_close(got[3], want[3].numpy())
+    faces = np.random.default_rng(2).normal(size=(1, 7, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.ones((1, 7), dtype=np.float32))
 
     assert export() == {"temporal_classifier": "skipped"}
     save_checkpoint(ckpt, model, {"version": "small-2", "threshold": 0.37})  # new content: new digest
@@ -208,15 +211,8 @@ def test_imagenet_lite0_checkpoint_export(tmp_path: Path) -> None:
     }
     folder = tmp_path / "repo" / "temporal_classifier" / "1"
     assert json.loads((folder / "metadata.json").read_text())["arch"]["backbone"] == "effnet_lite0"
-    rng = np.random.default_rng(5)
-    faces = rng.normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
-    mask = np.array([[1, 1, 0], [1, 1, 1]], dtype=np.float32)
-    got = _session(folder / "model.onnx").run(None, {"FACES": faces, "FACE_MASK": mask})
-    with torch.no_grad():
-        want = ExportWrapper(model).eval()(torch.from_numpy(faces), torch.from_numpy(mask))
-    for g, w in zip(got[:3], want[:3], strict=True):
-        np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
-    assert_float16_close(got[3], want[3].numpy())
+    faces = np.random.default_rng(5).normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.array([[1, 1, 0], [1, 1, 1]], np.float32))
 
 
 def test_checkpoint_with_other_preprocessing_is_refused(tmp_path: Path) -> None:
