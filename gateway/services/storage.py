@@ -150,8 +150,7 @@ class LocalStorage:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{public_id}.", suffix=".tmp", dir=self.directory)
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
                 # No fsync: the rename below already keeps readers from a partial file, an overlay can be rendered
-                # again, and an fsync waits for the disk to write out everything dirty before it (minutes on a
-                # throttled cloud disk right after a large install: a job then sat in "uploading").
+                # again, and an fsync can wait for the disk to write out everything dirty before it.
                 shutil.copyfileobj(src, out, 1024 * 1024)
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, target)
