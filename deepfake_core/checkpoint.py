@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from deepfake_core.classifier import TemporalClassifier, build_classifier, resolve_arch, untrained_classifier
+from deepfake_core.classifier import Classifier, build_classifier, resolve_arch, untrained_classifier
 from deepfake_core.constants import (
     CROP_MARGIN,
     CROP_SIZE,
@@ -101,7 +101,7 @@ def default_metadata(**overrides: Any) -> dict[str, Any]:
     return metadata
 
 
-def save_checkpoint(path: str | Path, model: TemporalClassifier, metadata: dict[str, Any], half: bool = False) -> Path:
+def save_checkpoint(path: str | Path, model: Classifier, metadata: dict[str, Any], half: bool = False) -> Path:
     """Write ``model`` atomically (temp file + os.replace); returns the path.
 
     Missing metadata keys come from the shared constants; ``arch`` is always the model's own; ``version``
@@ -120,7 +120,7 @@ def save_checkpoint(path: str | Path, model: TemporalClassifier, metadata: dict[
         meta["created"] = now.isoformat(timespec="seconds")
     state = {
         name: (t.detach().half() if half and t.is_floating_point() else t.detach()).cpu().clone()
-        for name, t in model.state_dict().items()
+        for name, t in model.trained_state_dict().items()
     }
     payload = {"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": meta}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,10 +138,9 @@ def save_checkpoint(path: str | Path, model: TemporalClassifier, metadata: dict[
     return path
 
 
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[TemporalClassifier, dict[str, Any]]:
-    """Model (eval mode, float32) and metadata from a checkpoint written by ``save_checkpoint``."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
+    """Model (eval mode, float32) and metadata from a checkpoint written by ``save_checkpoint``. A frozen
+    pretrained encoder (arch ``vit_frame_mean``) is not in the file: it is loaded from its package."""
     payload = torch.load(Path(path), map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -152,14 +151,18 @@ def load_checkpoint(
     missing = [k for k in METADATA_KEYS if k not in metadata]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks {missing}")
-    model = build_classifier(metadata["arch"])
+    model = build_classifier(metadata["arch"], pretrained=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state, strict=True)
+    expected = model.trained_state_dict().keys()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise CheckpointError(f"{path}: weights do not fit the arch: missing {missing[:5]}, unexpected {extra[:5]}")
+    model.load_state_dict(state, strict=False)
     model.to(map_location).eval()
     return model, metadata
 
 
-def load_or_untrained(path: str | Path | None) -> tuple[TemporalClassifier, dict[str, Any]]:
+def load_or_untrained(path: str | Path | None) -> tuple[Classifier, dict[str, Any]]:
     """``load_checkpoint(path)``, or the seeded untrained model (version "untrained") when path is None."""
     if path is not None:
         return load_checkpoint(path)

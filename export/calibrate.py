@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # torch only where the model is touched: evaluation through Triton needs none
-    from deepfake_core.classifier import TemporalClassifier
+    from deepfake_core.classifier import Classifier
 
 __all__ = ["apply_platt", "fit_platt", "fold_platt"]
 
@@ -55,11 +55,6 @@ def fit_platt(labels: np.ndarray, probs: np.ndarray, prior: float = 1e-2) -> tup
     return float(result.x[0]), float(result.x[1])
 
 
-def fold_platt(model: TemporalClassifier, a: float, b: float) -> None:
+def fold_platt(model: Classifier, a: float, b: float) -> None:
     """Make ``model``'s video logit ``a * logit + b`` (in place, exact up to float rounding)."""
-    import torch
-
-    head = model.video_head
-    with torch.no_grad():
-        head.weight.mul_(a)
-        head.bias.mul_(a).add_(b)
+    model.affine_logits(a, b)

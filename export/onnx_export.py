@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -72,7 +73,9 @@ FILE_MODE = 0o644  # mkstemp creates 0600 files; Triton (maybe another user in a
 MODEL_NAMES = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "temporal_classifier")
 
 _CORE_DIR = Path(deepfake_core.__file__).resolve().parent
-_CLASSIFIER_SOURCES = tuple(_CORE_DIR / f for f in ("classifier.py", "checkpoint.py", "constants.py", "preprocess.py"))
+_CLASSIFIER_SOURCES = tuple(
+    _CORE_DIR / f for f in ("classifier.py", "checkpoint.py", "constants.py", "preprocess.py", "vit.py")
+)
 
 Inputs = tuple[np.ndarray, ...]
 
@@ -190,6 +193,12 @@ def _classifier_job(checkpoint: Path | None) -> ExportJob:
     def build() -> nn.Module:
         model, metadata = ckpt.load_or_untrained(checkpoint)
         _check_checkpoint_metadata(metadata)
+        threshold = float(metadata["threshold"])
+        if threshold != constants.DECISION_THRESHOLD:
+            # Served scores read the same way whatever the checkpoint: PROB_FAKE >= 0.5 is FAKE (the stated class's
+            # confidence is then always >= 50 %). The video logit is shifted by the threshold's logit.
+            model.affine_logits(1.0, -math.log(threshold / (1.0 - threshold)))
+            metadata = {**metadata, "threshold": constants.DECISION_THRESHOLD, "threshold_folded": threshold}
         loaded["metadata"] = metadata
         return ExportWrapper(model).eval()
 

@@ -14,8 +14,17 @@ from pathlib import Path
 import torch
 
 from deepfake_core.classifier import TemporalClassifier
+from deepfake_core.vit import PretrainedUnavailable, dinov2_onnx_path, dinov2_state_dict, load_dinov2
 
-__all__ = ["PretrainedUnavailable", "lite0_state_dict", "lite0_weights_path", "load_imagenet"]
+__all__ = [
+    "PretrainedUnavailable",
+    "dinov2_onnx_path",
+    "dinov2_state_dict",
+    "lite0_state_dict",
+    "lite0_weights_path",
+    "load_dinov2",
+    "load_imagenet",
+]
 
 # efficientnet_pytorch name -> ours, per block; _bn0/_bn1/_bn2 follow expand/depthwise/project.
 _BLOCK_PARTS = {
@@ -27,10 +36,6 @@ _BLOCK_PARTS = {
     "_bn2": "project.1",
 }
 _TOP_PARTS = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "features_out.0", "_bn1": "features_out.1"}
-
-
-class PretrainedUnavailable(RuntimeError):
-    """The weights package is not installed."""
 
 
 def lite0_weights_path() -> Path:

@@ -238,6 +238,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.arch)
+    if not isinstance(model, TemporalClassifier):
+        raise ValueError("export.train trains the temporal arch; the frame-mean head is export.train_head's")
     if cfg.pretrained:
         load_imagenet(model)
     frozen = _freeze(model, cfg.freeze_blocks)

@@ -17,7 +17,6 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from deepfake_core import constants as C
 from deepfake_core.checkpoint import load_or_untrained
 from gateway.api.deps import Services
 from gateway.api.routes import ROUTERS
@@ -49,10 +48,9 @@ def _load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamE
     is several times slower than the next ones, and should not be a user's request."""
     model, metadata = load_or_untrained(checkpoint)
     engine = GradCamEngine(model, device=settings.gradcam_device)
-    channels = model.frame_encoder.out_features
-    side = int(metadata.get("crop_size", C.CROP_SIZE)) // 32  # the encoder's stride
+    channels, height, width = model.feature_map_shape
     engine.compute_from_maps(
-        np.zeros((settings.num_frames, channels, side, side), np.float16), np.ones(settings.num_frames, bool)
+        np.zeros((settings.num_frames, channels, height, width), np.float16), np.ones(settings.num_frames, bool)
     )
     return engine, metadata
 

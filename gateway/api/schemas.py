@@ -33,7 +33,11 @@ class FrameScore(BaseModel):
 
     frame_index: int = Field(description="index of the frame in the video")
     timestamp: float = Field(description="seconds from the start")
-    score: float | None = Field(description="per-frame fake probability; null where no face was found")
+    score: float | None = Field(
+        description="the frame's fake probability on the video's calibrated scale: the video's logit is the mean of "
+        "its frames' logits, so frames scoring >= 0.5 pull the verdict towards FAKE and a video whose frames all "
+        "score >= 0.5 is FAKE; one frame is weak evidence on its own. null where no face was found"
+    )
     box: list[float] | None = Field(description="face box x1, y1, x2, y2 in video pixels; null where no face")
 
 
@@ -74,8 +78,10 @@ class PredictResponse(BaseModel):
     confidence: float | None = Field(description="percentage for the predicted class; null for NO_FACE")
     output_url: str | None = Field(description="the Grad-CAM overlay video (H.264 mp4); null if it could not be stored")
     execution_time: str = Field(examples=["3.21 sec."])
-    probability_fake: float
-    threshold: float
+    probability_fake: float = Field(
+        description="calibrated probability that the video is manipulated; >= 0.5 exactly when predicted_class is FAKE"
+    )
+    threshold: float = Field(description="decision threshold of probability_fake: 0.5 (folded into the calibration)")
     frames_analyzed: int
     faces_detected: int
     frame_scores: list[FrameScore]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfake_core.classifier import TemporalClassifier
+from deepfake_core.classifier import Classifier
 from deepfake_core.preprocess import normalize_crops
 from gateway.services.torchvision_compat import ensure_torchvision
 
@@ -67,7 +67,7 @@ class _FramesAsBatch(nn.Module):
     ``mask`` (float ``[1, T]``) must be set before each call; the engine's lock makes that safe.
     """
 
-    def __init__(self, model: TemporalClassifier) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
         self.mask: torch.Tensor | None = None
@@ -85,7 +85,7 @@ class _HeadOnMaps(nn.Module):
     ``self.maps`` (an identity) is the Grad-CAM target layer: its activations are the feature maps themselves.
     """
 
-    def __init__(self, model: TemporalClassifier) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
         self.maps = nn.Identity()
@@ -108,7 +108,7 @@ class GradCamEngine:
     """
 
     def __init__(
-        self, model: TemporalClassifier, device: str | torch.device | None = None, precision: Precision = "fp32"
+        self, model: Classifier, device: str | torch.device | None = None, precision: Precision = "fp32"
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -157,6 +157,8 @@ class GradCamEngine:
             return cams, timing
 
         inputs = torch.from_numpy(normalize_crops(crops)).to(self.device, memory_format=self._memory_format)
+        if not any(True for _ in self.target_layer.parameters()):
+            inputs.requires_grad_(True)  # a parameter-free target (a ViT's token maps) needs a graph down to it
         mask_tensor = torch.from_numpy(mask.astype(np.float32))[None].to(self.device)
         timing.preprocess = time.perf_counter() - start
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,13 @@ import pytest
 import torch
 
 from deepfake_core.checkpoint import checkpoint_digest, save_checkpoint
-from deepfake_core.classifier import ExportWrapper, TemporalClassifier, untrained_classifier
+from deepfake_core.classifier import (
+    VIT_ARCH,
+    Classifier,
+    ExportWrapper,
+    build_classifier,
+    untrained_classifier,
+)
 from deepfake_core.constants import CROP_SIZE, DECISION_THRESHOLD, NUM_FRAMES, UNTRAINED_VERSION
 from deepfake_core.mtcnn import load_mtcnn
 from export import onnx_export
@@ -98,7 +106,7 @@ def assert_float16_close(got: np.ndarray, want: np.ndarray) -> None:
     assert diff <= 2e-3 * max(1.0, float(np.abs(want.astype(np.float32)).max())), diff
 
 
-def assert_onnx_equals_torch(onnx_path: Path, model: TemporalClassifier, faces: np.ndarray, mask: np.ndarray) -> None:
+def assert_onnx_equals_torch(onnx_path: Path, model: Classifier, faces: np.ndarray, mask: np.ndarray) -> None:
     """The exported classifier answers as ``ExportWrapper(model)`` does on the same inputs."""
     got = _session(onnx_path).run(None, {"FACES": faces, "FACE_MASK": mask})
     with torch.no_grad():
@@ -188,11 +196,19 @@ def test_checkpoint_export(tmp_path: Path) -> None:
     assert export() == {"temporal_classifier": "exported"}
     folder = repo / "temporal_classifier" / "1"
     meta = json.loads((folder / "metadata.json").read_text())
-    assert meta["version"] == "small-1" and meta["threshold"] == 0.37 and meta["arch"]["width_mult"] == 0.25
+    # The checkpoint's threshold is folded into the served score: PROB_FAKE >= 0.5 means FAKE.
+    assert meta["version"] == "small-1" and meta["arch"]["width_mult"] == 0.25
+    assert meta["threshold"] == DECISION_THRESHOLD == 0.5 and meta["threshold_folded"] == 0.37
     assert meta["checkpoint_sha256"] == checkpoint_digest(ckpt)
 
     faces = np.random.default_rng(2).normal(size=(1, 7, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
-    assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.ones((1, 7), dtype=np.float32))
+    shifted = copy.deepcopy(model)
+    shifted.affine_logits(1.0, -math.log(0.37 / 0.63))
+    assert_onnx_equals_torch(folder / "model.onnx", shifted, faces, np.ones((1, 7), dtype=np.float32))
+    with torch.no_grad():
+        raw = torch.sigmoid(model(torch.from_numpy(faces), torch.ones(1, 7)).video_logit).item()
+    served = _session(folder / "model.onnx").run(["PROB_FAKE"], {"FACES": faces, "FACE_MASK": np.ones((1, 7), "f4")})
+    assert (served[0][0, 0] >= 0.5) == (raw >= 0.37)
 
     assert export() == {"temporal_classifier": "skipped"}
     save_checkpoint(ckpt, model, {"version": "small-2", "threshold": 0.37})  # new content: new digest
@@ -213,6 +229,22 @@ def test_imagenet_lite0_checkpoint_export(tmp_path: Path) -> None:
     assert json.loads((folder / "metadata.json").read_text())["arch"]["backbone"] == "effnet_lite0"
     faces = np.random.default_rng(5).normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
     assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.array([[1, 1, 0], [1, 1, 1]], np.float32))
+
+
+def test_vit_frame_mean_checkpoint_export(tmp_path: Path) -> None:
+    """The bundled arch (frozen DINOv2 ViT-S/14 from its package + a linear frame head, head-only checkpoint):
+    ONNX equals torch on the served signature, FEATURE_MAPS are the patch-token maps."""
+    model = build_classifier(VIT_ARCH, pretrained=True).eval()
+    with torch.no_grad():
+        model.frame_head.weight.copy_(torch.linspace(-0.05, 0.05, model.frame_head.in_features)[None])
+    ckpt = save_checkpoint(tmp_path / "vit.pt", model, {"version": "vit-1", "threshold": 0.5})
+    assert export_models(tmp_path / "repo", ckpt, only=["temporal_classifier"], log=lambda _: None) == {
+        "temporal_classifier": "exported"
+    }
+    folder = tmp_path / "repo" / "temporal_classifier" / "1"
+    assert json.loads((folder / "metadata.json").read_text())["arch"]["name"] == "vit_frame_mean"
+    faces = np.random.default_rng(6).normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
+    assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.array([[1, 1, 0], [0, 0, 0]], np.float32))
 
 
 def test_checkpoint_with_other_preprocessing_is_refused(tmp_path: Path) -> None:

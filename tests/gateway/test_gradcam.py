@@ -192,3 +192,34 @@ def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
     for i in (0, 1, 3):
         assert np.corrcoef(fast[i].ravel(), slow[i].ravel())[0, 1] > 0.99
     assert engine.hooks_left() == 0
+
+
+def test_vit_twin_cams_from_maps_and_from_crops() -> None:
+    """A ViT frame encoder (the bundled ``vit_frame_mean`` arch): its patch-token maps are Grad-CAM's activations,
+    from the served FEATURE_MAPS and from the crops alike, and the maps are not constant."""
+    import torch
+    from skimage.data import astronaut
+
+    from deepfake_core.classifier import VIT_ARCH, build_classifier
+    from deepfake_core.faces import crop_face
+    from deepfake_core.preprocess import normalize_crops
+    from gateway.services.gradcam import GradCamEngine
+
+    model = build_classifier(VIT_ARCH, pretrained=True).eval()
+    with torch.no_grad():
+        model.frame_head.weight.copy_(torch.linspace(-1, 1, model.frame_head.in_features)[None])
+    crops = np.stack([crop_face(astronaut(), np.array([180, 61, 268, 174], np.float32))] * 3)
+    crops[1] = crops[1][:, ::-1]
+    present = np.array([True, False, True])
+    with torch.no_grad():
+        maps = model.feature_maps(torch.from_numpy(normalize_crops(crops))[None])[0].half().numpy()
+    assert maps.shape == (3, *model.feature_map_shape)
+    engine = GradCamEngine(model)
+    fast = engine.compute_from_maps(maps, present)
+    slow = engine.compute(crops, present)
+    assert fast.shape == slow.shape == (3, 224, 224)
+    assert fast[1].max() == 0.0 and slow[1].max() == 0.0
+    for i in (0, 2):
+        assert fast[i].std() > 0.05 and slow[i].std() > 0.05
+        assert np.corrcoef(fast[i].ravel(), slow[i].ravel())[0, 1] > 0.95
+    assert engine.hooks_left() == 0
