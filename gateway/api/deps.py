@@ -4,49 +4,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.core.errors import request_id_of
 from gateway.core.settings import Settings
-from gateway.services.access import AccessControl, Caller
-from gateway.services.download import Downloader
-from gateway.services.gradcam import GradCamEngine
-from gateway.services.jobs.store import JobStore
-from gateway.services.jobs.worker import JobRunner
+from gateway.services.access.control import Caller
+from gateway.services.container import Services
+from gateway.services.inference.triton import TritonService
 from gateway.services.metrics import Metrics
-from gateway.services.pipeline import Admission, ModelInfo, Pipeline
+from gateway.services.prediction.pipeline import Pipeline
 from gateway.services.storage import Storage
-from gateway.services.triton import TritonService
-
-
-@dataclass
-class Services:
-    """Everything built once per app in the lifespan."""
-
-    settings: Settings
-    metrics: Metrics
-    triton: TritonService
-    http: httpx.AsyncClient
-    downloader: Downloader
-    gradcam: GradCamEngine
-    storage: Storage
-    model: ModelInfo
-    pipeline: Pipeline
-    admission: Admission
-    access: AccessControl
-    jobs: JobStore
-    runner: JobRunner
-
-    async def aclose(self) -> None:
-        await self.runner.stop()
-        await self.jobs.close()
-        await self.http.aclose()
-        await self.triton.close()
 
 
 def get_services(request: Request) -> Services:

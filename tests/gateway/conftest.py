@@ -31,7 +31,7 @@ import uvicorn
 
 from gateway.core.settings import Settings
 from gateway.main import create_app
-from gateway.services.download import Resolver, system_resolver
+from gateway.services.intake.url_guard import Resolver, system_resolver
 from triton_runtime.process import TritonProcess, free_port
 
 if TYPE_CHECKING:

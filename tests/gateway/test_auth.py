@@ -18,7 +18,7 @@ import pytest
 
 from gateway.core.settings import Settings
 from gateway.keys import create
-from gateway.services.api_keys import key_id_of
+from gateway.services.access.api_keys import key_id_of
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.gateway.conftest import (
     FAST,

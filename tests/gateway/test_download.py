@@ -16,15 +16,9 @@ import httpx
 import pytest
 
 from gateway.core.errors import DownloadFailed, InvalidRequest, TooLarge, UnsupportedVideo, UpstreamTimeout, UrlRefused
-from gateway.services.download import (
-    Downloader,
-    HostPolicy,
-    build_download_client,
-    check_url,
-    is_public,
-    receive_upload,
-    resolve_checked,
-)
+from gateway.services.intake.download import Downloader
+from gateway.services.intake.upload import receive_upload
+from gateway.services.intake.url_guard import HostPolicy, build_download_client, check_url, is_public, resolve_checked
 from tests.gateway.conftest import VideoServer
 
 

@@ -14,8 +14,8 @@ from skimage import data
 from deepfake_core.checkpoint import load_or_untrained
 from deepfake_core.constants import CROP_MARGIN, CROP_SIZE
 from deepfake_core.faces import crop_face
-from gateway.services import torchvision_compat
-from gateway.services.gradcam import GradCamEngine, cam_peak
+from gateway.services.inference import torchvision_compat
+from gateway.services.inference.gradcam import GradCamEngine, cam_peak
 
 ASTRONAUT_FACE = np.array([180, 61, 268, 174], np.float32)  # MTCNN's box on skimage.data.astronaut()
 ABSENT = (1, 5)  # frames without a face: black crops, mask 0 (as crop_faces makes them)
@@ -128,8 +128,8 @@ def test_real_torchvision_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None
 _WITHOUT_TORCHVISION = """
 import sys
 sys.modules["torchvision"] = None  # `import torchvision` now fails, as with the broken CUDA wheel
-from gateway.services import torchvision_compat
-from gateway.services.gradcam import GradCamEngine  # imports pytorch_grad_cam
+from gateway.services.inference import torchvision_compat
+from gateway.services.inference.gradcam import GradCamEngine  # imports pytorch_grad_cam
 import numpy as np, torch, torchvision, pytorch_grad_cam
 from torchvision.transforms import Compose, Normalize, ToTensor
 from torchvision.transforms.functional import resize
@@ -176,7 +176,7 @@ def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
     from deepfake_core.checkpoint import load_or_untrained
     from deepfake_core.faces import crop_face
     from deepfake_core.preprocess import normalize_crops
-    from gateway.services.gradcam import GradCamEngine
+    from gateway.services.inference.gradcam import GradCamEngine
 
     model, _ = load_or_untrained(None)
     crops = np.stack([crop_face(astronaut(), np.array([180, 61, 268, 174], np.float32))] * 4)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.keys import create
-from gateway.services.api_keys import KeyStore, hash_key, key_id_of, read_records
+from gateway.services.access.api_keys import KeyStore, hash_key, key_id_of, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.services.rate_limit import RateLimiter
+from gateway.services.access.rate_limit import RateLimiter
 
 
 class Clock:

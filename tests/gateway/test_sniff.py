@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.services.sniff import describe_non_video, sniff_file
+from gateway.services.intake.sniff import describe_non_video, sniff_file
 from tests.media import face_video
 
 

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from gateway.api.deps import Services, ServicesDep
+from gateway.api.deps import ServicesDep
 from gateway.api.routes.predict import _read_small_body, _rid, predict_url
 from gateway.api.schemas import BatchRequest, BatchResponse, ErrorResponse
 from gateway.core.errors import GatewayError, InvalidRequest
+from gateway.services.container import Services
 from gateway.services.jobs.worker import error_body
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])

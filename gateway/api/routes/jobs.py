@@ -15,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from gateway.api.deps import Services, ServicesDep
+from gateway.api.deps import ServicesDep
 from gateway.api.routes.predict import _read_small_body
 from gateway.api.schemas import ErrorResponse, JobResponse, JobsAccepted, JobsRequest
 from gateway.core.errors import InvalidRequest, JobsUnavailable, NotFound, Overloaded
-from gateway.services.download import check_url
+from gateway.services.container import Services
+from gateway.services.intake.url_guard import check_url
 from gateway.services.jobs.models import JobRecord, NewJob, fingerprint
 from gateway.services.jobs.store import IdempotencyConflict, JobStoreError, QueueFull
 

@@ -11,11 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from deepfake_core import constants as C
-from gateway.api.deps import Services, ServicesDep
+from gateway.api.deps import ServicesDep
 from gateway.api.schemas import ErrorResponse, PredictOptions, PredictRequest, PredictResponse
 from gateway.core.errors import InvalidRequest, TooLarge, request_id_of
-from gateway.services.download import receive_upload, removing
-from gateway.services.pipeline import PredictJob
+from gateway.services.container import Services
+from gateway.services.intake.temp_files import removing
+from gateway.services.intake.upload import receive_upload
+from gateway.services.prediction.pipeline import PredictJob
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
 

@@ -2,7 +2,7 @@
 ``GET /api/v1/progress/{id}``: the stage updates of a running prediction as server-sent events.
 
 ``mount_web(app)`` adds both (``create_app`` calls it). The page sends its own random ``X-Request-ID`` with the
-prediction and opens the event stream with that id first; see ``gateway.services.progress``.
+prediction and opens the event stream with that id first; see ``gateway.services.prediction.progress``.
 
 Both stay open with ``GATEWAY_AUTH=keys``: the page holds no secret, and a browser's ``EventSource`` cannot send an
 API key header. The stream only tells stage names and times of a prediction whose random id its client chose.

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from gateway.core.errors import GatewayError
-from gateway.services.download import check_url
+from gateway.services.intake.url_guard import check_url
 
 log = logging.getLogger("gateway.jobs")
 _RETRIED_4XX = (408, 425, 429)

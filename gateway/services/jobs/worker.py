@@ -31,12 +31,13 @@ from gateway.core.errors import (
     UpstreamTimeout,
 )
 from gateway.core.settings import Settings
-from gateway.services.download import Downloader
+from gateway.services.intake.download import Downloader
 from gateway.services.jobs.callback import deliver
 from gateway.services.jobs.models import STAGE_STATUS, JobRecord, JobStatus
 from gateway.services.jobs.retention import remove_expired
 from gateway.services.jobs.store import JobStore, JobStoreError
-from gateway.services.pipeline import Admission, Pipeline, PredictJob
+from gateway.services.prediction.admission import Admission
+from gateway.services.prediction.pipeline import Pipeline, PredictJob
 
 log = logging.getLogger("gateway.jobs")
 T = TypeVar("T")

@@ -18,7 +18,8 @@ import pytest
 
 from gateway.core.errors import UrlRefused
 from gateway.core.settings import Settings
-from gateway.services.download import Downloader, HostPolicy, build_download_client, ip_literal, resolve_checked
+from gateway.services.intake.download import Downloader
+from gateway.services.intake.url_guard import HostPolicy, build_download_client, ip_literal, resolve_checked
 from tests.gateway.conftest import FAST, GatewayServer, VideoServer, assert_error, gateway_settings, tmp_files
 from triton_runtime.process import TritonProcess
 

@@ -114,7 +114,7 @@ def _module(name: str, doc: str, **attrs: Any) -> types.ModuleType:
 
 
 def _build_shim() -> dict[str, types.ModuleType]:
-    doc = "Stand-in for torchvision (gateway.services.torchvision_compat); not the real package."
+    doc = "Stand-in for torchvision (gateway.services.inference.torchvision_compat); not the real package."
     functional = _module("torchvision.transforms.functional", doc, resize=resize)
     transforms = _module(
         "torchvision.transforms",

@@ -9,119 +9,31 @@ verdict is still returned with ``output_url: null`` and an ``errors`` entry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepfake_core import constants as C
 from deepfake_core.detector_io import DetectorResult
 from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
-from gateway.core.errors import GatewayError, Overloaded, TooLarge, UnsupportedVideo
+from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
-from gateway.services.download import new_temp_path, removing
-from gateway.services.gradcam import GradCamEngine
+from gateway.services.inference.gradcam import GradCamEngine
+from gateway.services.inference.render import render_overlay
+from gateway.services.inference.triton import TritonService
+from gateway.services.intake.sniff import sniff_file
+from gateway.services.intake.temp_files import new_temp_path, removing
 from gateway.services.metrics import STAGES, Metrics
-from gateway.services.progress import ProgressTracker
-from gateway.services.render import render_overlay
-from gateway.services.sniff import sniff_file
+from gateway.services.prediction.model_info import ModelInfo
+from gateway.services.prediction.progress import ProgressTracker
 from gateway.services.storage import Storage, StorageError
-from gateway.services.triton import TritonService
 
 log = logging.getLogger("gateway.pipeline")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The served model's identity and decision threshold (from the exported metadata, else the twin's)."""
-
-    name: str
-    version: str
-    threshold: float
-    num_frames: int
-    crop_size: int
-    training_data: str | list[str] | None
-    twin_version: str
-
-    @classmethod
-    def resolve(cls, metadata_path: Path | None, twin_metadata: dict[str, Any]) -> ModelInfo:
-        """Triton's classifier metadata (written by ``make export`` next to the ONNX) wins; the twin comes from the
-        same checkpoint, and a mismatch is logged because Grad-CAM would then explain another model."""
-        served: dict[str, Any] = {}
-        if metadata_path is not None and metadata_path.is_file():
-            try:
-                served = json.loads(metadata_path.read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("cannot read %s: %s", metadata_path, exc)
-        meta = {**twin_metadata, **served}
-        twin_version = str(twin_metadata.get("version", C.UNTRAINED_VERSION))
-        version = str(meta.get("version") or C.UNTRAINED_VERSION)
-        if served and version != twin_version:
-            log.warning("Triton serves classifier %s but the Grad-CAM twin is %s", version, twin_version)
-        return cls(
-            name=C.MODEL_NAME,
-            version=version,
-            threshold=float(meta.get("threshold", C.DECISION_THRESHOLD)),
-            num_frames=int(meta.get("num_frames", C.NUM_FRAMES)),
-            crop_size=int(meta.get("crop_size", C.CROP_SIZE)),
-            training_data=meta.get("training_data"),
-            twin_version=twin_version,
-        )
-
-
-class Admission:
-    """At most ``slots`` predictions at once and ``max_waiting`` waiting; beyond that a fast 429."""
-
-    def __init__(self, slots: int, max_waiting: int, wait_timeout_s: float, metrics: Metrics) -> None:
-        self._semaphore = asyncio.Semaphore(slots)
-        self._max_waiting = max_waiting
-        self._wait_timeout_s = wait_timeout_s
-        self._waiting = 0
-        self._metrics = metrics
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one prediction slot for the block."""
-        if self._semaphore.locked() and self._waiting >= self._max_waiting:
-            raise Overloaded("too many predictions in progress; retry later", retry_after_s=5)
-        self._waiting += 1
-        try:
-            async with asyncio.timeout(self._wait_timeout_s):
-                await self._semaphore.acquire()
-        except TimeoutError as exc:
-            raise Overloaded(
-                "no prediction slot freed in time; retry later", retry_after_s=10, status_code=503
-            ) from exc
-        finally:
-            self._waiting -= 1
-        async with self._held():
-            yield
-
-    @contextlib.asynccontextmanager
-    async def worker_slot(self) -> AsyncIterator[None]:
-        """A slot for a job worker: it waits as long as it takes (the workers are few and nobody is waiting on the
-        HTTP answer), and it shares the limit with the synchronous predictions, so jobs and predictions together
-        never run more than ``slots`` pipelines at once."""
-        await self._semaphore.acquire()
-        async with self._held():
-            yield
-
-    @contextlib.asynccontextmanager
-    async def _held(self) -> AsyncIterator[None]:
-        """Count the slot just acquired while the block runs, then give it back."""
-        self._metrics.predictions_in_flight.inc()
-        try:
-            yield
-        finally:
-            self._metrics.predictions_in_flight.dec()
-            self._semaphore.release()
 
 
 @dataclass

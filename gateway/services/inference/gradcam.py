@@ -33,7 +33,7 @@ from torch import nn
 
 from deepfake_core.classifier import TemporalClassifier
 from deepfake_core.preprocess import normalize_crops
-from gateway.services.torchvision_compat import ensure_torchvision
+from gateway.services.inference.torchvision_compat import ensure_torchvision
 
 ensure_torchvision()  # before pytorch_grad_cam: it imports torchvision at package import
 

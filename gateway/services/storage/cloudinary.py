@@ -1,32 +1,27 @@
-"""Where the overlay videos go: Cloudinary (official SDK) when `CLOUDINARY_URL` is set, else a local directory.
+"""Cloudinary storage through the official SDK.
 
-`build_storage(...)` picks the backend; both implement `Storage`: `save(path, public_id) -> StoredFile` (raises
-`StorageError` once retries are spent) and `check()` for the health route.
-
-Cloudinary: `upload` below `large_threshold_bytes` (100 MB, the seed's rule), `upload_large` (chunked, resource
-type video) from it. The SDK is configured per call (api_key, api_secret, cloud_name, upload_prefix as options),
-never through its process-wide `cloudinary.config()`, so two storages (or other code) cannot step on each other.
-The blocking SDK runs in a worker thread. 5xx, rate limiting and network errors are retried with exponential
-backoff; other 4xx (bad credentials, bad request) fail at once. The API secret never appears in messages or logs.
-"""
+`upload` below `large_threshold_bytes` (100 MB, the seed's rule), `upload_large` (chunked, resource type video) from
+it. The SDK is configured per call (api_key, api_secret, cloud_name, upload_prefix as options), never through its
+process-wide `cloudinary.config()`, so two storages (or other code) cannot step on each other. The blocking SDK runs
+in a worker thread. 5xx, rate limiting and network errors are retried with exponential backoff; other 4xx (bad
+credentials, bad request) fail at once. The API secret never appears in messages or logs."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import cloudinary.exceptions
 import cloudinary.uploader
 
-log = logging.getLogger(__name__)
+from gateway.services.storage.base import StorageError, StoredFile, file_size, require_public_id
+
+log = logging.getLogger("gateway.services.storage")
 
 DEFAULT_LARGE_THRESHOLD_BYTES = 100 * 1024 * 1024
 """From this size on, Cloudinary uploads go through `upload_large` (chunked); below it, one `upload` request."""
@@ -36,7 +31,6 @@ MIN_CHUNK_SIZE = 5 * 1024 * 1024
 DEFAULT_FOLDER = "deepfake-detector"
 DEFAULT_UPLOAD_PREFIX = "https://api.cloudinary.com"
 
-_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FOLDER = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 _UNPARSABLE_STATUS = re.compile(r"Error parsing server response \((\d{3})\)")
 # 4xx answers the SDK maps to these classes: retrying cannot help.
@@ -47,134 +41,6 @@ _PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     cloudinary.exceptions.NotFound,
     cloudinary.exceptions.AlreadyExists,
 )
-
-
-class StorageError(Exception):
-    """The file could not be stored (after retries where retrying made sense)."""
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """A stored video: its absolute URL, the id it was stored under, its size and the backend's name."""
-
-    url: str
-    public_id: str
-    bytes: int
-    backend: str
-
-
-@runtime_checkable
-class Storage(Protocol):
-    """What the gateway needs from a storage backend."""
-
-    name: str
-
-    async def save(self, path: Path, public_id: str) -> StoredFile:
-        """Store the file at `path` under `public_id`; raise `StorageError` when it cannot be stored."""
-        ...
-
-    async def check(self) -> bool:
-        """Health: True when the backend can take files (cheap; no upload)."""
-        ...
-
-
-def is_valid_public_id(public_id: str) -> bool:
-    """True for ids made of 1 to 128 letters, digits, `_` and `-` (safe as a file name and a URL segment)."""
-    return isinstance(public_id, str) and _PUBLIC_ID.fullmatch(public_id) is not None
-
-
-def _require_public_id(public_id: str) -> None:
-    if not is_valid_public_id(public_id):
-        raise StorageError(f"invalid public id {public_id!r}: expected 1-128 of [A-Za-z0-9_-]")
-
-
-def _file_size(path: Path) -> int:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if not path.is_file():
-        raise StorageError(f"{path} is not a regular file")
-    if size == 0:
-        raise StorageError(f"{path} is empty")
-    return size
-
-
-class LocalStorage:
-    """Files under a directory as `<public_id>.mp4`, served by the gateway at `<public_base_url>/media/<id>.mp4`."""
-
-    name = "local"
-
-    def __init__(self, directory: Path, public_base_url: str) -> None:
-        parts = urlsplit(public_base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"public_base_url must be an absolute http(s) URL, got {public_base_url!r}")
-        self.directory = Path(directory).resolve()
-        self.public_base_url = public_base_url.rstrip("/")
-
-    def __repr__(self) -> str:
-        return f"LocalStorage(directory={str(self.directory)!r}, public_base_url={self.public_base_url!r})"
-
-    def url_for(self, public_id: str) -> str:
-        """The absolute URL the gateway serves `public_id` at."""
-        return f"{self.public_base_url}/media/{public_id}.mp4"
-
-    def path_for(self, public_id: str) -> Path | None:
-        """The stored file for `public_id` (`abc` or `abc.mp4`), or None when the id is invalid or unknown.
-
-        Only ids matching `[A-Za-z0-9_-]{1,128}` are looked up, so `../x`, `a/b` or absolute paths never leave
-        the directory; the resolved path is checked to be inside it as well (symlinks).
-        """
-        if not isinstance(public_id, str):
-            return None
-        stem = public_id.removesuffix(".mp4")
-        if not is_valid_public_id(stem):
-            return None
-        path = (self.directory / f"{stem}.mp4").resolve()
-        if path.parent != self.directory or not path.is_file():
-            return None
-        return path
-
-    async def save(self, path: Path, public_id: str) -> StoredFile:
-        """Copy `path` to `<directory>/<public_id>.mp4` atomically (temp file in the directory, then replace)."""
-        _require_public_id(public_id)
-        size = await asyncio.to_thread(self._save_sync, Path(path), public_id)
-        return StoredFile(url=self.url_for(public_id), public_id=public_id, bytes=size, backend=self.name)
-
-    def _save_sync(self, source: Path, public_id: str) -> int:
-        _file_size(source)
-        target = self.directory / f"{public_id}.mp4"
-        tmp_name: str | None = None
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{public_id}.", suffix=".tmp", dir=self.directory)
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-                # No fsync: the rename below already keeps readers from a partial file, an overlay can be rendered
-                # again, and an fsync can wait for the disk to write out everything dirty before it.
-                shutil.copyfileobj(src, out, 1024 * 1024)
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, target)
-            tmp_name = None
-            return target.stat().st_size
-        except OSError as exc:
-            raise StorageError(f"cannot store {public_id}.mp4 in {self.directory}: {exc.strerror or exc}") from exc
-        finally:
-            if tmp_name is not None:
-                Path(tmp_name).unlink(missing_ok=True)
-
-    async def check(self) -> bool:
-        """True when the directory exists (or can be created) and a file can be written in it."""
-        return await asyncio.to_thread(self._check_sync)
-
-    def _check_sync(self) -> bool:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(prefix=".health.", dir=self.directory):
-                pass
-        except OSError as exc:
-            log.warning("local storage %s is not writable: %s", self.directory, exc)
-            return False
-        return True
 
 
 @dataclass(frozen=True)
@@ -276,9 +142,9 @@ class CloudinaryStorage:
 
     async def save(self, path: Path, public_id: str) -> StoredFile:
         """Upload `path` as a video; `url` is Cloudinary's `secure_url`."""
-        _require_public_id(public_id)
+        require_public_id(public_id)
         path = Path(path)
-        size = await asyncio.to_thread(_file_size, path)
+        size = await asyncio.to_thread(file_size, path)
         chunked = size >= self.large_threshold_bytes
         method = "upload_large" if chunked else "upload"
         attempt = 0
@@ -365,29 +231,3 @@ def _is_retryable(exc: BaseException) -> bool:
         code = int(status.group(1))
         return code >= 500 or code in (408, 420, 429)
     return True
-
-
-def build_storage(
-    *,
-    cloudinary_url: str | None,
-    local_dir: Path,
-    public_base_url: str,
-    large_threshold_bytes: int = DEFAULT_LARGE_THRESHOLD_BYTES,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    folder: str = DEFAULT_FOLDER,
-    retries: int = 3,
-    backoff_s: float = 0.5,
-    timeout_s: float = 120,
-) -> Storage:
-    """Cloudinary when a (non-blank) `cloudinary_url` is given, else local storage under `local_dir`."""
-    if cloudinary_url and cloudinary_url.strip():
-        return CloudinaryStorage(
-            cloudinary_url,
-            folder=folder,
-            large_threshold_bytes=large_threshold_bytes,
-            chunk_size=chunk_size,
-            retries=retries,
-            backoff_s=backoff_s,
-            timeout_s=timeout_s,
-        )
-    return LocalStorage(local_dir, public_base_url)

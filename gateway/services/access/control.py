@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from gateway.core.errors import RateLimited, Unauthorized
 from gateway.core.settings import Settings
-from gateway.services.api_keys import KeyStore, key_id_of
-from gateway.services.rate_limit import RateLimiter
+from gateway.services.access.api_keys import KeyStore, key_id_of
+from gateway.services.access.rate_limit import RateLimiter
 
 log = logging.getLogger("gateway.access")
 

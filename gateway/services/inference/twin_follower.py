@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_core.checkpoint import checkpoint_digest
-from gateway.api.deps import Services
-from gateway.services.gradcam import GradCamEngine
-from gateway.services.pipeline import ModelInfo
+from gateway.core.settings import Settings
+from gateway.services.inference.gradcam import GradCamEngine
+from gateway.services.prediction.model_info import ModelInfo
+from gateway.services.prediction.pipeline import Pipeline
 
 log = logging.getLogger("gateway.twin")
 
@@ -38,10 +39,10 @@ def served_digest(metadata_path: Path) -> tuple[str | None, Path | None] | None:
 class TwinFollower:
     """Polls the served classifier's metadata.json and reloads the twin when its checkpoint changes."""
 
-    def __init__(self, services: Services, load: Loader) -> None:
-        self.services = services
+    def __init__(self, settings: Settings, pipeline: Pipeline, load: Loader) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
         self.load = load
-        settings = services.settings
         self.metadata_path = settings.model_metadata
         start = settings.checkpoint if settings.checkpoint and settings.checkpoint.is_file() else None
         self.current: str | None = checkpoint_digest(start) if start else None
@@ -49,7 +50,7 @@ class TwinFollower:
     async def run(self) -> None:
         """Check every `twin_reload_interval_s` seconds until cancelled."""
         while True:
-            await asyncio.sleep(self.services.settings.twin_reload_interval_s)
+            await asyncio.sleep(self.settings.twin_reload_interval_s)
             try:
                 await self.check()
             except Exception:  # noqa: BLE001 - a failed reload keeps the current twin; the next check retries
@@ -68,8 +69,7 @@ class TwinFollower:
             return False
         engine, twin_metadata = await asyncio.to_thread(self.load, path if digest else None)
         model = ModelInfo.resolve(self.metadata_path, twin_metadata)
-        s = self.services
-        s.gradcam, s.model, s.pipeline.gradcam, s.pipeline.model = engine, model, engine, model
+        self.pipeline.gradcam, self.pipeline.model = engine, model
         self.current = digest
         log.info("Grad-CAM twin follows the served classifier: %s (threshold %s)", model.version, model.threshold)
         return True
