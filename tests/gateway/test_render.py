@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepfake_core.constants import CROP_SIZE
-from deepfake_core.detector_io import DetectorResult
+from deepfake_core.ensemble_contract import DetectorResult
 from deepfake_core.video import VideoError, evenly_spaced_indices, iter_video_frames
 from gateway.services.inference.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
 from tests.media import face_video, faceless_video

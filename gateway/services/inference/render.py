@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_core.detector_io import DetectorResult
+from deepfake_core.ensemble_contract import DetectorResult
 from deepfake_core.faces import crop_region
 from deepfake_core.video import (
     H264Writer,

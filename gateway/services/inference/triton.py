@@ -15,7 +15,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from deepfake_core.detector_io import (
+from deepfake_core.ensemble_contract import (
     ENSEMBLE,
     MAPS_OUTPUT,
     DetectorResult,

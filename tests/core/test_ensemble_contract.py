@@ -1,11 +1,12 @@
-"""The ensemble's request and answer helpers shared by the CLI client and the gateway (deepfake_core.detector_io)."""
+"""The ensemble's request and answer helpers shared by the CLI client and the gateway
+(deepfake_core.ensemble_contract)."""
 
 from __future__ import annotations
 
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from deepfake_core.detector_io import (
+from deepfake_core.ensemble_contract import (
     MAPS_OUTPUT,
     VERDICT_OUTPUTS,
     clean_message,
