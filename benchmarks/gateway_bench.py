@@ -22,10 +22,11 @@ import numpy as np
 from benchmarks.stack import local_stack
 from benchmarks.triton_bench import bench_clip
 from gateway.core.settings import Settings
+from gateway.services.prediction.stages import TIMED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
-STAGES = ("download", "inference", "gradcam", "render", "upload")
+STAGES = [stage.value for stage in TIMED]
 TARGET_RATIO = 1.3
 
 

@@ -29,6 +29,7 @@ from gateway.services.metrics import Metrics
 from gateway.services.prediction.admission import Admission
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.prediction.pipeline import Pipeline
+from gateway.services.prediction.predictor import Predictor
 from gateway.services.storage import Storage, build_storage
 
 log = logging.getLogger("gateway")
@@ -43,10 +44,9 @@ class Services:
     metrics: Metrics
     triton: TritonService
     http: httpx.AsyncClient
-    downloader: Downloader
     storage: Storage
     pipeline: Pipeline
-    admission: Admission
+    predictor: Predictor
     access: AccessControl
     jobs: JobStore
     runner: JobRunner
@@ -84,7 +84,48 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     gradcam, twin_metadata = await asyncio.to_thread(load_gradcam, settings, settings.checkpoint)
     model = ModelInfo.resolve(settings.model_metadata, twin_metadata)
-    storage = build_storage(
+    storage = _storage(settings)
+    triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
+    http, downloader = _downloader(settings, resolver)
+    pipeline = Pipeline(
+        settings=settings, triton=triton, gradcam=gradcam, storage=storage, metrics=metrics, model=model
+    )
+    admission = Admission(
+        settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
+    )
+    access = AccessControl(settings)
+    if access.open:
+        log.warning("%s. Only for a trusted loopback: GATEWAY_AUTH=keys requires API keys", access.describe())
+    else:
+        log.info("%s", access.describe())
+    jobs = build_job_store(settings)
+    await jobs.open()
+    predictor = Predictor(settings=settings, admission=admission, downloader=downloader, pipeline=pipeline)
+    runner = JobRunner(settings=settings, store=jobs, predictor=predictor, storage=storage, metrics=metrics, http=http)
+    log.info(
+        "gateway ready: Triton %s, storage %s, model %s %s, jobs in %s",
+        settings.triton_grpc_url,
+        storage.name,
+        model.name,
+        model.version,
+        jobs.name,
+    )
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        triton=triton,
+        http=http,
+        storage=storage,
+        pipeline=pipeline,
+        predictor=predictor,
+        access=access,
+        jobs=jobs,
+        runner=runner,
+    )
+
+
+def _storage(settings: Settings) -> Storage:
+    return build_storage(
         cloudinary_url=settings.cloudinary_url.get_secret_value()
         if settings.use_cloudinary and settings.cloudinary_url
         else None,
@@ -96,7 +137,10 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         retries=settings.cloudinary_retries,
         backoff_s=settings.cloudinary_backoff_s,
     )
-    triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
+
+
+def _downloader(settings: Settings, resolver: Resolver) -> tuple[httpx.AsyncClient, Downloader]:
+    """The guarded HTTP client (downloads and callbacks) and the downloader on it."""
     http = build_download_client(
         settings.allowed_hosts,
         settings.connect_timeout_s,
@@ -111,40 +155,4 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         max_redirects=settings.max_redirects,
         total_timeout_s=settings.download_timeout_s,
     )
-    pipeline = Pipeline(
-        settings=settings, triton=triton, gradcam=gradcam, storage=storage, metrics=metrics, model=model
-    )
-    admission = Admission(
-        settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
-    )
-    access = AccessControl(settings)
-    if access.open:
-        log.warning("%s. Only for a trusted loopback: GATEWAY_AUTH=keys requires API keys", access.describe())
-    else:
-        log.info("%s", access.describe())
-    jobs = build_job_store(settings)
-    await jobs.open()
-    runner = JobRunner(
-        settings=settings, store=jobs, pipeline=pipeline, admission=admission, downloader=downloader, http=http
-    )
-    log.info(
-        "gateway ready: Triton %s, storage %s, model %s %s, jobs in %s",
-        settings.triton_grpc_url,
-        storage.name,
-        model.name,
-        model.version,
-        jobs.name,
-    )
-    return Services(
-        settings=settings,
-        metrics=metrics,
-        triton=triton,
-        http=http,
-        downloader=downloader,
-        storage=storage,
-        pipeline=pipeline,
-        admission=admission,
-        access=access,
-        jobs=jobs,
-        runner=runner,
-    )
+    return http, downloader

@@ -23,7 +23,7 @@ async def _claimed_job(tmp_path: Path) -> tuple[SqliteJobStore, JobRunner, str]:
     assert claimed is not None and claimed.id == job.id
     settings = Settings(_env_file=None, job_lease_s=30.0)  # type: ignore[call-arg]
     # Only the settings and the store are used by the reporter.
-    runner = JobRunner(settings=settings, store=store, pipeline=None, admission=None, downloader=None, http=None)  # type: ignore[arg-type]
+    runner = JobRunner(settings=settings, store=store, predictor=None, storage=None, metrics=None, http=None)  # type: ignore[arg-type]
     return store, runner, job.id
 
 

@@ -13,6 +13,7 @@ from python_multipart.multipart import parse_options_header
 
 from gateway.core.errors import (
     InvalidRequest,
+    TooLarge,
     UnsupportedVideo,
 )
 from gateway.services.intake.temp_files import LimitedWriter, new_temp_path
@@ -140,3 +141,22 @@ async def receive_upload(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def check_declared_size(content_length: str | None, limit: int, *, slack: int) -> None:
+    """Refuse (413) an upload whose Content-Length is over ``limit`` plus ``slack`` (the multipart framing) before
+    anything is read."""
+    declared = content_length or ""
+    if declared.isdigit() and int(declared) > limit + slack:
+        raise TooLarge(f"the upload is {int(declared)} bytes, over the limit of {limit} bytes")
+
+
+async def capped(chunks: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
+    """The body, refused (413) once it passes ``cap`` bytes in all, with or without a Content-Length: the file part
+    has its own limit, this one also bounds what the multipart parser skips (anything after the last boundary)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+        yield chunk

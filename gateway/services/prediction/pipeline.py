@@ -12,7 +12,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ from gateway.services.inference.render import render_overlay
 from gateway.services.inference.triton import TritonService
 from gateway.services.intake.sniff import sniff_file
 from gateway.services.intake.temp_files import new_temp_path, removing
-from gateway.services.metrics import STAGES, Metrics
+from gateway.services.metrics import Metrics
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.prediction.progress import ProgressTracker
+from gateway.services.prediction.stages import Stage, StageClock
 from gateway.services.storage import Storage, StorageError
 
 log = logging.getLogger("gateway.pipeline")
@@ -46,11 +46,10 @@ class PredictJob:
     heatmap: bool
     request_id: str
     started: float  # time.perf_counter() when the request arrived
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    clock: StageClock = field(default_factory=StageClock)  # the stage times, and who is told each stage
     # The stored video's id: random, never the (client-suppliable) request id, so nobody can overwrite or guess it.
     public_id: str = field(default_factory=lambda: secrets.token_hex(16))
     errors: list[dict[str, str]] = field(default_factory=list)
-    on_stage: Callable[[str], None] | None = None  # also told each stage (the jobs' workers record it)
 
     @classmethod
     def with_defaults(
@@ -63,7 +62,7 @@ class PredictJob:
         heatmap: bool | None,
         request_id: str,
         started: float,
-        on_stage: Callable[[str], None] | None = None,
+        clock: StageClock,
     ) -> PredictJob:
         """A job whose options the request left unset (None) take the gateway's defaults."""
         return cls(
@@ -73,7 +72,7 @@ class PredictJob:
             heatmap=settings.heatmap if heatmap is None else heatmap,
             request_id=request_id,
             started=started,
-            on_stage=on_stage,
+            clock=clock,
         )
 
 
@@ -105,28 +104,19 @@ class Pipeline:
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
-        with self.progress.track(job.request_id):  # stage events for GET /api/v1/progress/{id}, done or failed
-
-            def stage(name: str) -> None:
-                self._stage(job, name)
-
-            stage("probe")
-            info = await asyncio.to_thread(self._probe, job.source)
-            stage("inference")
-            result = await self._infer(job)
-            stage("gradcam")
+        clock = job.clock
+        # stage events for GET /api/v1/progress/{id}, then done or failed
+        with self.progress.track(job.request_id) as report, clock.listening(report):
+            with clock.stage(Stage.PROBE):
+                info = await asyncio.to_thread(self._probe, job.source)
+            with clock.stage(Stage.INFERENCE):
+                result = await self._infer(job)
             cams = await self._gradcam(job, result)
             label = result.predicted_class(self.model.threshold)
-            stage("render")
             output_url = await self._render_and_store(job, result, cams, label, info)
-            self.metrics.observe_stages(job.timings)
+            self.metrics.observe_stages(clock.timings)
             self.metrics.verdicts.labels(label).inc()
             return self._response(job, result, output_url, cams is not None)
-
-    def _stage(self, job: PredictJob, name: str) -> None:
-        self.progress.stage(job.request_id, name)
-        if job.on_stage is not None:
-            job.on_stage(name)
 
     def _probe(self, path: Path) -> VideoInfo:
         """Refuse what is not a video, or too big, before it is sent to Triton; the renderer reuses the probe.
@@ -159,19 +149,15 @@ class Pipeline:
         return info
 
     async def _infer(self, job: PredictJob) -> DetectorResult:
-        start = time.perf_counter()
         video = await asyncio.to_thread(job.source.read_bytes)
-        result = await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
-        job.timings["inference"] = time.perf_counter() - start
-        return result
+        return await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
 
     async def _gradcam(self, job: PredictJob, result: DetectorResult) -> np.ndarray | None:
         if not (job.heatmap and result.face_found and result.feature_maps is not None):
+            job.clock.report(Stage.GRADCAM)  # skipped: its time stays 0
             return None
-        start = time.perf_counter()
-        cams = await asyncio.to_thread(self.gradcam.compute_from_maps, result.feature_maps, result.has_face)
-        job.timings["gradcam"] = time.perf_counter() - start
-        return cams
+        with job.clock.stage(Stage.GRADCAM):
+            return await asyncio.to_thread(self.gradcam.compute_from_maps, result.feature_maps, result.has_face)
 
     async def _render_and_store(
         self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str, info: VideoInfo
@@ -179,38 +165,33 @@ class Pipeline:
         s = self.settings
         rendered = new_temp_path(s.tmp_dir, f"{job.request_id}-overlay", ".mp4")
         with removing(rendered):
-            start = time.perf_counter()
             try:
-                await asyncio.to_thread(
-                    render_overlay,
-                    job.source,
-                    rendered,
-                    result,
-                    cams,
-                    label=label,
-                    threshold=self.model.threshold,
-                    max_side=s.output_max_side,
-                    preset=s.encoder_preset,
-                    crf=s.crf,
-                    info=info,
-                )
+                with job.clock.stage(Stage.RENDER):
+                    await asyncio.to_thread(
+                        render_overlay,
+                        job.source,
+                        rendered,
+                        result,
+                        cams,
+                        label=label,
+                        threshold=self.model.threshold,
+                        max_side=s.output_max_side,
+                        preset=s.encoder_preset,
+                        crf=s.crf,
+                        info=info,
+                    )
             except Exception as exc:  # the verdict is worth returning without its video
                 log.exception("request %s: rendering the overlay failed", job.request_id)
-                job.errors.append({"stage": "render", "type": "render_failed", "message": _short(exc)})
+                job.errors.append({"stage": Stage.RENDER.value, "type": "render_failed", "message": _short(exc)})
                 return None
-            finally:
-                job.timings["render"] = time.perf_counter() - start
-            self._stage(job, "upload")
-            start = time.perf_counter()
             try:
-                stored = await self.storage.save(rendered, job.public_id)
+                with job.clock.stage(Stage.UPLOAD):
+                    stored = await self.storage.save(rendered, job.public_id)
             except Exception as exc:  # StorageError after retries, or anything unexpected
                 log.warning("request %s: storing the overlay failed: %s", job.request_id, exc)
                 self.metrics.storage_failures.inc()
-                job.errors.append({"stage": "upload", "type": "storage_failed", "message": _short(exc)})
+                job.errors.append({"stage": Stage.UPLOAD.value, "type": "storage_failed", "message": _short(exc)})
                 return None
-            finally:
-                job.timings["upload"] = time.perf_counter() - start
             return stored.url
 
     def _response(
@@ -228,7 +209,7 @@ class Pipeline:
             "frames_analyzed": verdict["frames_analyzed"],
             "faces_detected": verdict["faces_detected"],
             "frame_scores": verdict["frame_scores"],
-            "timings": {k: round(v, 3) for k, v in job.timings.items()},
+            "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
             "model": {"name": self.model.name, "version": self.model.version},
             "request_id": job.request_id,
             "errors": job.errors,
