@@ -15,7 +15,7 @@ from deepfake_core.checkpoint import load_or_untrained
 from deepfake_core.constants import CROP_MARGIN, CROP_SIZE
 from deepfake_core.faces import crop_face
 from gateway.services.inference import torchvision_compat
-from gateway.services.inference.gradcam import GradCamEngine, cam_peak
+from tests.gateway.gradcam_reference import ReferenceGradCam, cam_peak
 
 ASTRONAUT_FACE = np.array([180, 61, 268, 174], np.float32)  # MTCNN's box on skimage.data.astronaut()
 ABSENT = (1, 5)  # frames without a face: black crops, mask 0 (as crop_faces makes them)
@@ -26,9 +26,9 @@ _FACE_HI = CROP_SIZE - _FACE_LO  # 179.2 px
 
 
 @pytest.fixture(scope="module")
-def engine() -> GradCamEngine:
+def engine() -> ReferenceGradCam:
     model, _ = load_or_untrained(None)
-    return GradCamEngine(model, device="cpu")
+    return ReferenceGradCam(model, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def face_crops() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def cams(engine: GradCamEngine, face_crops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def cams(engine: ReferenceGradCam, face_crops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return engine.compute(*face_crops)
 
 
@@ -74,7 +74,7 @@ def test_map_concentrates_on_the_face(cams: np.ndarray, face_crops: tuple[np.nda
     assert inside.mean() > 1.5 * outside_density, (inside.mean(), outside_density)
 
 
-def test_no_hooks_left_and_deterministic(engine: GradCamEngine, face_crops: tuple[np.ndarray, np.ndarray]) -> None:
+def test_no_hooks_left_and_deterministic(engine: ReferenceGradCam, face_crops: tuple[np.ndarray, np.ndarray]) -> None:
     crops, present = face_crops
     first = engine.compute(crops[:4], present[:4])
     layer = engine.target_layer
@@ -84,21 +84,21 @@ def test_no_hooks_left_and_deterministic(engine: GradCamEngine, face_crops: tupl
     np.testing.assert_allclose(engine.compute(crops[:4], present[:4]), first, atol=1e-5)
 
 
-def test_no_face_gives_zero_maps_without_running(engine: GradCamEngine) -> None:
+def test_no_face_gives_zero_maps_without_running(engine: ReferenceGradCam) -> None:
     crops = np.zeros((3, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     cams, timing = engine.compute_timed(crops, np.zeros(3, bool))
     assert cams.shape == (3, CROP_SIZE, CROP_SIZE) and not cams.any()
     assert timing.cam == 0.0
 
 
-def test_bad_input_is_refused(engine: GradCamEngine) -> None:
+def test_bad_input_is_refused(engine: ReferenceGradCam) -> None:
     with pytest.raises(ValueError):
         engine.compute(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.float32), np.ones(2, bool))
     with pytest.raises(ValueError):
         engine.compute(np.zeros((2, CROP_SIZE, CROP_SIZE, 3), np.uint8), np.ones(3, bool))
 
 
-def test_concurrent_calls_are_serialised(engine: GradCamEngine, face_crops: tuple[np.ndarray, np.ndarray]) -> None:
+def test_concurrent_calls_are_serialised(engine: ReferenceGradCam, face_crops: tuple[np.ndarray, np.ndarray]) -> None:
     crops, present = face_crops
     expected = [engine.compute(crops[i : i + 2], present[i : i + 2]) for i in (2, 6)]
     results: dict[int, np.ndarray] = {}
@@ -155,17 +155,17 @@ def test_grad_cam_imports_without_torchvision() -> None:
 
 
 def test_bf16_precision_gives_nearly_the_same_maps(
-    engine: GradCamEngine, face_crops: tuple[np.ndarray, np.ndarray]
+    engine: ReferenceGradCam, face_crops: tuple[np.ndarray, np.ndarray]
 ) -> None:
     crops, present = face_crops[0][:4], face_crops[1][:4]
     exact = engine.compute(crops, present)
     model, _ = load_or_untrained(None)
-    fast = GradCamEngine(model, device="cpu", precision="bf16").compute(crops, present)
+    fast = ReferenceGradCam(model, device="cpu", precision="bf16").compute(crops, present)
     for i in np.flatnonzero(present):
         assert np.corrcoef(fast[i].ravel(), exact[i].ravel())[0, 1] > 0.9
     assert not fast[1].any()
     with pytest.raises(ValueError):
-        GradCamEngine(model, precision="fp16")  # type: ignore[arg-type]
+        ReferenceGradCam(model, precision="fp16")  # type: ignore[arg-type]
 
 
 def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
@@ -176,7 +176,6 @@ def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
     from deepfake_core.checkpoint import load_or_untrained
     from deepfake_core.faces import crop_face
     from deepfake_core.preprocess import normalize_crops
-    from gateway.services.inference.gradcam import GradCamEngine
 
     model, _ = load_or_untrained(None)
     crops = np.stack([crop_face(astronaut(), np.array([180, 61, 268, 174], np.float32))] * 4)
@@ -184,7 +183,7 @@ def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
     present = np.array([True, True, False, True])
     with torch.no_grad():
         maps = model.feature_maps(torch.from_numpy(normalize_crops(crops))[None])[0].half().numpy()
-    engine = GradCamEngine(model)
+    engine = ReferenceGradCam(model)
     fast = engine.compute_from_maps(maps, present)
     slow = engine.compute(crops, present)
     assert fast.shape == slow.shape == (4, 224, 224)

@@ -3,8 +3,8 @@
 Why: ``grad-cam`` imports torchvision at package import, but only for ``Compose``/``Normalize``/``ToTensor``
 (``utils/image.py``), ``ops.box_iou`` (``utils/model_targets.py``) and ``transforms.functional.resize``
 (``sess.py``). PyPI's torchvision is a CUDA build that fails to import next to the CPU torch this project pins
-(DESIGN.md, "PyTorch, torchvision, Grad-CAM"), so the gateway installs grad-cam with ``--no-deps`` and calls
-:func:`ensure_torchvision` before importing it.
+(``constraints.txt``; see ``requirements-nodeps.txt``), so the gateway installs grad-cam with ``--no-deps`` and
+calls :func:`ensure_torchvision` before importing it.
 
 Rules: a real torchvision (anything importable under that name) is never touched; the stand-in is registered only
 when ``import torchvision`` fails, implements just those five helpers in plain torch, and marks itself with
