@@ -60,7 +60,7 @@ class Unauthorized(GatewayError):
 
 
 class UrlRefused(GatewayError):
-    """The URL is not allowed: scheme, credentials, or an address the SSRF guard refuses."""
+    """The URL is not allowed: scheme, credentials, or an address the URL guard refuses."""
 
     status_code = 400
     error_type = "url_refused"

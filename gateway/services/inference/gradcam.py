@@ -5,7 +5,7 @@ runs Grad-CAM on them through the twin's head alone (pooling, temporal model, vi
 twice and the maps explain exactly the activations Triton computed. The target layer is an identity over those
 maps, so the gradient of the video logit with respect to each frame's maps gives that frame's CAM. Measured:
 ~0.05 s for T=32 on the 2-core CPU, against ~1.9 s through the whole twin from the crops (the reference path in
-``tests/gateway/gradcam_reference.py``, which checks that both give the same maps).
+``tests/gateway/inference/gradcam_reference.py``, which checks that both give the same maps).
 """
 
 from __future__ import annotations

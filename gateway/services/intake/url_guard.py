@@ -1,4 +1,5 @@
-"""The URL guard: which URLs and addresses a download (or a callback) may reach.
+"""The URL guard, against server-side request forgery (SSRF): which URLs and addresses a download or a callback
+may reach.
 
 - only ``http``/``https``; no credentials in the URL (``http://user@host``); a host is required;
 - the host is resolved here (``getaddrinfo``, or the injected resolver) and every address it resolves to must be
@@ -63,7 +64,7 @@ def is_public(ip: IPAddress) -> bool:
 
 @dataclass(frozen=True)
 class HostPolicy:
-    """What the SSRF guard admits besides public addresses: hostnames, IPs and networks from ``allowed_hosts``.
+    """What the URL guard admits besides public addresses: hostnames, IPs and networks from ``allowed_hosts``.
 
     ``only_listed``: nothing else is admitted, public addresses included (``download_allowlist_only``).
     """

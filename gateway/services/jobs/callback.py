@@ -1,4 +1,4 @@
-"""POSTing a finished job to its ``callback_url``, with the download client: the same SSRF guard (scheme, no
+"""POSTing a finished job to its ``callback_url``, with the download client: the same URL guard (scheme, no
 credentials, public addresses unless ``allowed_hosts`` admits them), no redirects followed, retried with backoff on
 network errors, 5xx, 408 and 429."""
 

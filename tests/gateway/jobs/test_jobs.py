@@ -19,7 +19,7 @@ from tests.gateway.conftest import (
     holding_a_slot,
     tmp_files,
 )
-from tests.gateway.jobs_helpers import STATUS_ORDER, CallbackReceiver, read_events, submit, wait_job
+from tests.gateway.jobs.jobs_helpers import STATUS_ORDER, CallbackReceiver, read_events, submit, wait_job
 
 
 def test_job_gives_the_same_result_as_predict(
@@ -121,7 +121,7 @@ def test_callback_is_posted_and_retried(make_gateway: GatewayFactory, video_serv
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert job["callback"] == {"status": "delivered", "attempts": 2, "http_status": 200, "error": None}
-        # A callback to an address the SSRF guard refuses (not allowlisted): the job is done, the callback failed.
+        # A callback to an address the URL guard refuses (not allowlisted): the job is done, the callback failed.
         (refused,) = submit(c, {"url": video_server.url("face.mp4"), **FAST, "callback_url": "http://10.1.2.3/hook"})
         wait_job(c, refused)
         deadline = time.monotonic() + 10

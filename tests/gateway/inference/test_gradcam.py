@@ -15,7 +15,7 @@ from deepfake_core.checkpoint import load_or_untrained
 from deepfake_core.constants import CROP_MARGIN, CROP_SIZE
 from deepfake_core.faces import crop_face
 from gateway.services.inference import torchvision_compat
-from tests.gateway.gradcam_reference import ReferenceGradCam, cam_peak
+from tests.gateway.inference.gradcam_reference import ReferenceGradCam, cam_peak
 
 ASTRONAUT_FACE = np.array([180, 61, 268, 174], np.float32)  # MTCNN's box on skimage.data.astronaut()
 ABSENT = (1, 5)  # frames without a face: black crops, mask 0 (as crop_faces makes them)

@@ -12,7 +12,7 @@ import redis
 from gateway.services.jobs.models import NewJob
 from gateway.services.jobs.redis_store import RedisJobStore
 from tests.gateway.conftest import FAST, GatewayFactory, RedisServer, VideoServer, assert_error, tmp_files
-from tests.gateway.jobs_helpers import submit, wait_job
+from tests.gateway.jobs.jobs_helpers import submit, wait_job
 
 PREFIX = "gateway:jobs:"  # the default
 

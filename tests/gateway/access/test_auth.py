@@ -20,6 +20,7 @@ from gateway.core.settings import Settings
 from gateway.keys import create
 from gateway.services.access.api_keys import key_id_of
 from tests.fakes.cloudinary_server import FakeCloudinary
+from tests.gateway.access.test_keys_cli import keys_cli
 from tests.gateway.conftest import (
     FAST,
     GatewayFactory,
@@ -29,7 +30,6 @@ from tests.gateway.conftest import (
     gateway_settings,
     tmp_files,
 )
-from tests.gateway.test_keys_cli import keys_cli
 from triton_runtime.process import TritonProcess
 
 

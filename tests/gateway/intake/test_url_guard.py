@@ -1,8 +1,9 @@
-"""The SSRF corpus through real HTTP: a gateway that admits one hostname (``video.test``, the loopback video
-server) and no address, a loopback listener that counts every connection the tricks would make, and a resolver
-injected into the gateway, so names like ``metadata.google.internal`` resolve here, never by a real DNS query.
+"""The URL guard against SSRF tricks, through real HTTP: a gateway that admits one hostname (``video.test``, the
+loopback video server) and no address, a loopback listener that counts every connection the tricks would make, and a
+resolver injected into the gateway, so names like ``metadata.google.internal`` resolve here, never by a real DNS
+query.
 
-Every URL of ``SSRF_URLS`` must be answered 400 ``url_refused`` with no connection to the listener.
+Every URL of ``REFUSED_URLS`` must be answered 400 ``url_refused`` with no connection to the listener.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class ConnectionCounter:
 
 
 # {port}: the counting listener; {admitted}: the admitted video server (video.test:PORT).
-SSRF_URLS: list[tuple[str, str]] = [
+REFUSED_URLS: list[tuple[str, str]] = [
     # Loopback in every spelling.
     ("loopback", "http://127.0.0.1:{port}/v.mp4"),
     ("loopback_decimal", "http://2130706433:{port}/v.mp4"),
@@ -172,11 +173,11 @@ def strict_gateway(
 
 
 def test_the_corpus_is_broad_enough() -> None:
-    assert len(SSRF_URLS) >= 20 and len({name for name, _ in SSRF_URLS}) == len(SSRF_URLS)
+    assert len(REFUSED_URLS) >= 20 and len({name for name, _ in REFUSED_URLS}) == len(REFUSED_URLS)
 
 
-@pytest.mark.parametrize(("name", "template"), SSRF_URLS, ids=[name for name, _ in SSRF_URLS])
-def test_ssrf_url_is_refused_without_a_connection(
+@pytest.mark.parametrize(("name", "template"), REFUSED_URLS, ids=[name for name, _ in REFUSED_URLS])
+def test_refused_url_gets_no_connection(
     name: str,
     template: str,
     strict_gateway: GatewayServer,

@@ -1,4 +1,4 @@
-"""The SSRF guard, the download limits and the upload receiver, against a real loopback HTTP server."""
+"""The URL guard, the download limits and the upload receiver, against a real loopback HTTP server."""
 
 from __future__ import annotations
 

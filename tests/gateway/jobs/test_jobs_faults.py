@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.cloudinary_server import FakeCloudinary
 from tests.gateway.conftest import FAST, GatewayFactory, VideoServer, tmp_files
-from tests.gateway.jobs_helpers import read_events, submit, wait_job
+from tests.gateway.jobs.jobs_helpers import read_events, submit, wait_job
 from triton_runtime.process import TritonProcess
 from triton_runtime.server import ServerOptions
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway.keys import create
 from gateway.services.access.api_keys import KeyStore, hash_key, key_id_of, read_records
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def keys_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
