@@ -22,10 +22,11 @@ import numpy as np
 from benchmarks.stack import local_stack
 from benchmarks.triton_bench import bench_clip
 from gateway.core.settings import Settings
+from gateway.services.prediction.stages import TIMED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
-STAGES = ("download", "inference", "gradcam", "render", "upload")
+STAGES = [stage.value for stage in TIMED]
 TARGET_RATIO = 1.3
 
 
@@ -35,7 +36,7 @@ def pct(values: list[float], q: float) -> float:
 
 def measure_floor_s(clip: Path, settings: Settings, runs: int) -> list[float]:
     """Decode + re-encode the clip with the overlay's encoder settings (render.measure_floor), ``runs`` times."""
-    from gateway.services.render import measure_floor
+    from gateway.services.inference.render import measure_floor
 
     times = []
     with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS) as tmp:

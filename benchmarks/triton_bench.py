@@ -28,7 +28,7 @@ MODELS = ("video_decode", "face_detector", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_on
 
 def bench_clip(seconds: float = 10.0, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
     """The generated benchmark clip (cached under results/)."""
-    from tests.media import hd_clip
+    from gateway.sample_clip import hd_clip
 
     path = RESULTS / f"bench_{width}x{height}_{fps}fps_{seconds:g}s.mp4"
     if not path.exists():

@@ -8,7 +8,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from deepfake_core.detector_io import (
+from deepfake_core.ensemble_contract import (
     CROPS_OUTPUT,
     ENSEMBLE,
     MAPS_OUTPUT,

@@ -23,6 +23,13 @@ DECISION_THRESHOLD = 0.5
 # Analysis resolution: decoded frames are downscaled so that their longer side is at most this.
 ANALYSIS_MAX_SIDE = 1280
 
+# The videos the product accepts (deepfake_core.video.VideoLimits, the gateway's GATEWAY_MAX_* defaults, and
+# video_decode's config.pbtxt, which tests/model_repository/test_config_values.py holds equal): DCI 4K frames,
+# at most 10 minutes and 36,000 frames (10 minutes at 60 fps). Longer videos would cost minutes of decoding.
+VIDEO_MAX_PIXELS = 4096 * 2160
+VIDEO_MAX_DURATION_S = 600.0
+VIDEO_MAX_FRAMES = 36_000
+
 # MTCNN cascade (facenet-pytorch defaults, with the detection resolution reduced for speed).
 MTCNN_THRESHOLDS = (0.6, 0.7, 0.7)
 MTCNN_SCALE_FACTOR = 0.709

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfake_core.faces import face_tracks, iou
+from deepfake_core.faces import iou, link_tracks
 from deepfake_core.mtcnn_cascade import (
     DetectorParams,
     FrameFaces,
@@ -51,7 +51,7 @@ def _predictions(found: list[FrameFaces], members: np.ndarray, key: np.ndarray) 
     """Predicted boxes (frame, box) on the non-key frames of one video, for each of its main key-frame tracks."""
     keys = members[key[members]]
     out: list[tuple[int, np.ndarray]] = []
-    for track in face_tracks([found[i] for i in keys], limit=FOLLOWED_TRACKS):
+    for track in link_tracks([found[i] for i in keys], limit=FOLLOWED_TRACKS):
         for a in range(len(keys) - 1):
             has_a, has_b = bool(track.present[a]), bool(track.present[a + 1])
             if not (has_a or has_b):

@@ -66,8 +66,8 @@ def link_cost(previous: np.ndarray, box: np.ndarray) -> float | None:
 
 
 def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
-    """The most prominent face track (see `face_tracks`); every frame absent when no face was found."""
-    tracks = face_tracks(frames, limit=1)
+    """The most prominent face track (see `link_tracks`); every frame absent when no face was found."""
+    tracks = link_tracks(frames, limit=1)
     if tracks:
         return tracks[0]
     t = len(frames)
@@ -79,7 +79,7 @@ def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
     )
 
 
-def face_tracks(frames: Sequence[FrameFaces], limit: int | None = None) -> list[FaceTrack]:
+def link_tracks(frames: Sequence[FrameFaces], limit: int | None = None) -> list[FaceTrack]:
     """Link detections into tracks; the `limit` most prominent ones, most prominent first.
 
     Per frame, (track, detection) pairs are assigned greedily, closest first, each track and detection once. A

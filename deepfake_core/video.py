@@ -33,7 +33,13 @@ from typing import IO, Any
 import av
 import numpy as np
 
-from deepfake_core.constants import ANALYSIS_MAX_SIDE, NUM_FRAMES
+from deepfake_core.constants import (
+    ANALYSIS_MAX_SIDE,
+    NUM_FRAMES,
+    VIDEO_MAX_DURATION_S,
+    VIDEO_MAX_FRAMES,
+    VIDEO_MAX_PIXELS,
+)
 
 __all__ = [
     "DECODE_THREADS",
@@ -91,9 +97,9 @@ class VideoTooLargeError(VideoError):
 class VideoLimits:
     """What a reader accepts; checked from the headers and a demux pass, before any frame is decoded."""
 
-    max_pixels: int = 3840 * 2160  # width * height of one frame
-    max_duration_s: float = 3600.0
-    max_frames: int = 3600 * 60
+    max_pixels: int = VIDEO_MAX_PIXELS  # width * height of one frame
+    max_duration_s: float = VIDEO_MAX_DURATION_S
+    max_frames: int = VIDEO_MAX_FRAMES
     max_bytes: int | None = None  # None: no limit on the file size
 
 

@@ -11,7 +11,6 @@ A gateway it starts has open access (loopback only); for one already running wit
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ import httpx
 
 from gateway.__main__ import local_triton, triton_is_up
 from gateway.core.settings import REPO_ROOT
+from gateway.sample_clip import face_video
 
 DEMO_DIR = REPO_ROOT / "results" / "demo"
 DEFAULT_GATEWAY = "http://127.0.0.1:5050"
@@ -98,8 +98,6 @@ def gateway_process(
 
 def sample_video() -> Path:
     """A 3 s 640x360 face video generated from skimage's public-domain astronaut image (cached)."""
-    # The generator lives with the test media (a repository checkout has it; a gateway image does not need it).
-    face_video = importlib.import_module("tests.media").face_video
     path = DEMO_DIR / "sample_face.mp4"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

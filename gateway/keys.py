@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.services.api_keys import (
+from gateway.services.access.api_keys import (
     KeyRecord,
     KeyStoreError,
     editing,

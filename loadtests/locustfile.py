@@ -26,7 +26,7 @@ from locust import HttpUser, User, events, stats, task
 from locust.argument_parser import LocustArgumentParser
 from locust.user.wait_time import constant_pacing
 
-from deepfake_core.detector_io import ENSEMBLE, DetectorResult, ensemble_request
+from deepfake_core.ensemble_contract import ENSEMBLE, DetectorResult, ensemble_request
 from loadtests.clips import DEFAULT_CACHE, DEFAULT_MIX, Clip, MixEntry, parse_mix, pick
 
 # Locust runs users as greenlets: without this a gRPC call blocks every other user until it returns.

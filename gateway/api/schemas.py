@@ -135,12 +135,21 @@ class ModelInfoResponse(BaseModel):
     gradcam_version: str = Field(description="version of the PyTorch twin used for Grad-CAM")
 
 
+class StageInfo(BaseModel):
+    """One stage of a prediction (``gateway.services.prediction.stages``), in the order they run."""
+
+    name: str
+    label: str
+    timed: bool = Field(description="whether the response's timings hold this stage's time")
+
+
 class InfoResponse(BaseModel):
     model: ModelInfoResponse
     defaults: dict[str, int | bool]
     limits: dict[str, int | float]
     storage: str
     triton_url: str
+    stages: list[StageInfo]
 
 
 # --- jobs and batches --------------------------------------------------------------------------------------------

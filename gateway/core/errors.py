@@ -60,7 +60,7 @@ class Unauthorized(GatewayError):
 
 
 class UrlRefused(GatewayError):
-    """The URL is not allowed: scheme, credentials, or an address the SSRF guard refuses."""
+    """The URL is not allowed: scheme, credentials, or an address the URL guard refuses."""
 
     status_code = 400
     error_type = "url_refused"
@@ -145,6 +145,17 @@ class UpstreamFailure(GatewayError):
     error_type = "upstream_error"
 
 
+INTERNAL_ERROR = {"type": "internal_error", "message": "internal error; see the gateway log"}
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` object the API answers for ``exc``, with its ``status_code``: what a failed job or a batch
+    entry holds (anything but a ``GatewayError`` is a 500 ``internal_error``)."""
+    if isinstance(exc, GatewayError):
+        return {**exc.body(), "status_code": exc.status_code}
+    return {**INTERNAL_ERROR, "status_code": 500}
+
+
 def request_id_of(request: Request) -> str | None:
     """The id the request-id middleware gave this request."""
     return getattr(request.state, "request_id", None)
@@ -201,7 +212,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("request %s failed unexpectedly", request_id_of(request), exc_info=exc)
-    return error_response(request, 500, {"type": "internal_error", "message": "internal error; see the gateway log"})
+    return error_response(request, 500, dict(INTERNAL_ERROR))
 
 
 def register_exception_handlers(app: FastAPI) -> None:

@@ -89,11 +89,11 @@ class Settings(BaseSettings):
     # Limits
     max_download_bytes: int = Field(default=200 * MB, gt=0, description="largest video fetched from a URL")
     max_upload_bytes: int = Field(default=200 * MB, gt=0, description="largest uploaded video")
-    max_duration_s: float = Field(default=600.0, gt=0, description="longest video accepted")
-    max_pixels: int = Field(
-        default=4096 * 2160, gt=0, description="largest frame (width x height) accepted; Triton's video_decode's too"
-    )
-    max_frames: int = Field(default=36_000, gt=0, description="most frames accepted (600 s at 60 fps)")
+    # The product's video limits (deepfake_core.constants.VIDEO_MAX_*, Triton's video_decode's too): lower them here
+    # for one gateway; higher ones are refused by Triton.
+    max_duration_s: float = Field(default=C.VIDEO_MAX_DURATION_S, gt=0, description="longest video accepted")
+    max_pixels: int = Field(default=C.VIDEO_MAX_PIXELS, gt=0, description="largest frame (width x height) accepted")
+    max_frames: int = Field(default=C.VIDEO_MAX_FRAMES, gt=0, description="most frames accepted")
     min_frames: int = Field(default=2, ge=1, description="fewest frames accepted (one frame is a still image)")
     download_timeout_s: float = Field(default=60.0, gt=0, description="whole download, all redirects included")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP/TLS connect of one download hop")

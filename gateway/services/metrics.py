@@ -12,7 +12,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-STAGES = ("download", "inference", "gradcam", "render", "upload")
+from gateway.services.prediction.stages import Stage
+
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -62,9 +63,9 @@ class Metrics:
             "gateway_storage_failures", "overlay videos that could not be stored", registry=self.registry
         )
 
-    def observe_stages(self, timings: dict[str, float]) -> None:
+    def observe_stages(self, timings: dict[Stage, float]) -> None:
         for stage, seconds in timings.items():
-            self.stage.labels(stage).observe(seconds)
+            self.stage.labels(stage.value).observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -7,7 +7,6 @@
 
   var API = "/api/v1";
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var STAGES = ["transfer", "probe", "inference", "gradcam", "render", "upload"];
 
   var $ = function (id) { return document.getElementById(id); };
   var els = {
@@ -25,6 +24,11 @@
     timings: $("timings"), details: $("details"), jsonLink: $("json-link"), jsonDownload: $("json-download"),
     json: $("json"), chart: $("chart"), thumbs: $("thumbs"), thumbsNote: $("thumbs-note")
   };
+
+  // The stages as the server lists them (gateway.services.prediction.stages, rendered into the page's list).
+  var STAGE_ITEMS = Array.prototype.slice.call(els.stages.querySelectorAll("li[data-stage]"));
+  var STAGES = STAGE_ITEMS.map(function (li) { return li.dataset.stage; });
+  var FETCH_STAGE = STAGES[0]; // the video onto the server: sent from here, or downloaded there
 
   var limits = { maxUploadBytes: null, maxFrames: 128 };
   var current = null; // the request in flight: {xhr, events, timer, started, id}
@@ -204,7 +208,7 @@
       li.className = "";
       li.querySelector(".stage-note").textContent = "";
     });
-    stageItem("transfer").querySelector(".stage-name").textContent =
+    stageItem(FETCH_STAGE).querySelector(".stage-name").textContent =
       isUpload ? "Sending the video" : "Fetching the video";
     if (!heatmap) {
       stageItem("gradcam").classList.add("skipped");
@@ -240,7 +244,7 @@
       els.elapsed.textContent = Math.round((Date.now() - started) / 1000) + " s";
     }, 1000);
     els.elapsed.textContent = "0 s";
-    setStage("transfer", 0);
+    setStage(FETCH_STAGE, 0);
     if (!isUpload) els.progressBar.removeAttribute("value"); // a download on the server: no percentage to show
   }
 
@@ -397,8 +401,8 @@
       xhr.upload.addEventListener("progress", function (e) {
         if (!e.lengthComputable || !current || current.id !== id) return;
         var f = e.loaded / e.total;
-        stageItem("transfer").querySelector(".stage-note").textContent = pct(f) + " of " + formatBytes(e.total);
-        setStage("transfer", f * 0.99);
+        stageItem(FETCH_STAGE).querySelector(".stage-note").textContent = pct(f) + " of " + formatBytes(e.total);
+        setStage(FETCH_STAGE, f * 0.99);
       });
     }
     xhr.addEventListener("load", function () {
@@ -527,10 +531,9 @@
     var body = els.timings.tBodies[0];
     body.textContent = "";
     var t = data.timings || {};
-    var rows = [
-      ["download", "Download / upload"], ["inference", "Faces and scores (Triton)"], ["gradcam", "Heatmaps"],
-      ["render", "Overlay video"], ["upload", "Storing"]
-    ];
+    var rows = STAGE_ITEMS.filter(function (li) { return li.dataset.timingLabel; }).map(function (li) {
+      return [li.dataset.stage, li.dataset.timingLabel];
+    });
     var total = parseFloat(data.execution_time) || 0;
     var max = Math.max.apply(null, rows.map(function (r) { return t[r[0]] || 0; }).concat([total, 1e-9]));
     rows.forEach(function (r) {

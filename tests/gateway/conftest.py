@@ -31,7 +31,7 @@ import uvicorn
 
 from gateway.core.settings import Settings
 from gateway.main import create_app
-from gateway.services.download import Resolver, system_resolver
+from gateway.services.intake.url_guard import Resolver, system_resolver
 from triton_runtime.process import TritonProcess, free_port
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def gateway_settings(data_dir: Path, triton_grpc_url: str, **overrides: Any) -> 
         "connect_timeout_s": 5.0,
         "cloudinary_url": None,
         # Open access, stated explicitly (the default is keys): the tests of other features send no key.
-        # tests/gateway/test_auth.py starts its own gateways with keys.
+        # tests/gateway/access/test_auth.py starts its own gateways with keys.
         "auth": "open",
         "open_rate_per_minute": 0,
     }

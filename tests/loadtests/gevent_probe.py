@@ -20,7 +20,7 @@ else:
 import gevent
 import tritonclient.grpc as grpcclient
 
-from deepfake_core.detector_io import ENSEMBLE, ensemble_request
+from deepfake_core.ensemble_contract import ENSEMBLE, ensemble_request
 
 TICK_S = 0.05
 

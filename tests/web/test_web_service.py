@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.services.progress import ProgressTracker
+from gateway.services.prediction.progress import ProgressTracker
 from tests.gateway.conftest import GatewayServer, VideoServer
 
 STAGES = ["probe", "inference", "gradcam", "render", "upload", "done"]

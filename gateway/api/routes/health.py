@@ -9,8 +9,9 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import MetricsDep, ServicesDep
+from gateway.api.deps import MetricsDep, StorageDep, TritonDep
 from gateway.api.schemas import HealthResponse
+from gateway.services.storage import Storage
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
 metrics_router = APIRouter(tags=["service"])
@@ -18,18 +19,18 @@ log = logging.getLogger("gateway.health")
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def health(services: ServicesDep) -> JSONResponse:
+async def health(triton: TritonDep, storage: StorageDep) -> JSONResponse:
     """Each check with its verdict; the status code says whether the gateway can serve predictions."""
-    triton_ok, storage_ok = await asyncio.gather(services.triton.ready(), _storage_ok(services))
+    triton_ok, storage_ok = await asyncio.gather(triton.ready(), _storage_ok(storage))
     checks = {
         "gateway": {"ok": True, "detail": "up"},
         "triton": {
             "ok": triton_ok,
-            "detail": f"{services.triton.url}: " + ("ready" if triton_ok else "not ready or unreachable"),
+            "detail": f"{triton.url}: " + ("ready" if triton_ok else "not ready or unreachable"),
         },
         "storage": {
             "ok": storage_ok,
-            "detail": f"{services.storage.name}: " + ("writable" if storage_ok else "not writable"),
+            "detail": f"{storage.name}: " + ("writable" if storage_ok else "not writable"),
         },
     }
     ok = triton_ok and storage_ok
@@ -37,9 +38,9 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-async def _storage_ok(services: ServicesDep) -> bool:
+async def _storage_ok(storage: Storage) -> bool:
     try:
-        return bool(await services.storage.check())
+        return bool(await storage.check())
     except Exception as exc:  # a health check reports, it does not fail
         log.warning("storage check failed: %s", exc)
         return False

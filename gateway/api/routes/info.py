@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from deepfake_core import constants as C
-from gateway.api.deps import ServicesDep
+from gateway.api.deps import ModelDep, SettingsDep, StorageDep
 from gateway.api.schemas import InfoResponse
+from gateway.services.prediction import stages
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
 
 
 @router.get("/info", response_model=InfoResponse)
-async def info(services: ServicesDep) -> InfoResponse:
+async def info(settings: SettingsDep, model: ModelDep, storage: StorageDep) -> InfoResponse:
     """What a client needs to know before sending a video."""
-    s, m = services.settings, services.model
+    s, m = settings, model
     return InfoResponse.model_validate(
         {
             "model": {
@@ -40,7 +41,8 @@ async def info(services: ServicesDep) -> InfoResponse:
                 "triton_timeout_s": s.triton_timeout_s,
                 "max_concurrent_predictions": s.max_concurrent_predictions,
             },
-            "storage": services.storage.name,
+            "storage": storage.name,
             "triton_url": s.triton_grpc_url,
+            "stages": stages.describe(),
         }
     )

@@ -7,26 +7,24 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 
-from gateway.api.deps import Services, ServicesDep
-from gateway.api.routes.predict import _read_small_body
+from gateway.api.deps import JobRunnerDep, JobStoreDep, SettingsDep, json_body
 from gateway.api.schemas import ErrorResponse, JobResponse, JobsAccepted, JobsRequest
 from gateway.core.errors import InvalidRequest, JobsUnavailable, NotFound, Overloaded
-from gateway.services.download import check_url
+from gateway.services.intake.url_guard import check_url
 from gateway.services.jobs.models import JobRecord, NewJob, fingerprint
-from gateway.services.jobs.store import IdempotencyConflict, JobStoreError, QueueFull
+from gateway.services.jobs.store import IdempotencyConflict, JobStore, JobStoreError, QueueFull
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 EVENTS_MAX_S = 3600.0  # a stream ends after this; the client reconnects (EventSource does so by itself)
 HEARTBEAT_S = 10.0
+_MULTIPART_HINT = "jobs take video URLs (JSON); send an upload to POST /api/v1/predict/upload instead"
 _JOB_ID = PathParam(min_length=1, max_length=64, description="the job's id")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -51,21 +49,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def create_jobs(
-    request: Request,
-    services: ServicesDep,
+    req: Annotated[JobsRequest, Depends(json_body(JobsRequest, multipart_hint=_MULTIPART_HINT))],
+    settings: SettingsDep,
+    store: JobStoreDep,
+    runner: JobRunnerDep,
     idempotency_key: str | None = Header(default=None, max_length=200, pattern=r"^[\x21-\x7e]+$"),
 ) -> JSONResponse:
     """JSON like ``POST /api/v1/predict`` (``url``, or ``urls`` for a batch; ``num_frames``, ``heatmap``) plus an
     optional ``callback_url``. Answers at once with one job per URL. The same ``Idempotency-Key`` header with the
     same body gives back the same jobs (200 instead of 202)."""
-    s = services.settings
-    if request.headers.get("content-type", "").lower().startswith("multipart/"):
-        raise InvalidRequest("jobs take video URLs (JSON); send an upload to POST /api/v1/predict/upload instead")
-    body = await _read_small_body(request)
-    try:
-        req = JobsRequest.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    s = settings
     urls = [req.url] if req.url is not None else list(req.urls or [])
     if len(urls) > s.max_job_urls:
         raise InvalidRequest(f"{len(urls)} URLs in one request; at most {s.max_job_urls}")
@@ -76,7 +69,7 @@ async def create_jobs(
     options = req.model_dump(include={"num_frames", "heatmap"}, exclude_none=True)
     new = [NewJob(request={"url": url, **options}, callback_url=req.callback_url) for url in urls]
     try:
-        ids, created = await services.jobs.create(
+        ids, created = await store.create(
             new,
             max_attempts=s.job_max_attempts,
             max_queued=s.max_queued_jobs,
@@ -90,8 +83,8 @@ async def create_jobs(
     except JobStoreError as exc:
         raise _unavailable(exc) from None
     if created:
-        services.runner.notify()
-    records = [await _get(services, job_id) for job_id in ids]
+        runner.notify()
+    records = [await _get(store, job_id) for job_id in ids]
     refs = [
         {"id": r.id, "status": r.status.value, "url": r.request["url"], "href": f"/api/v1/jobs/{r.id}"} for r in records
     ]
@@ -100,9 +93,9 @@ async def create_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobResponse, responses=_ERRORS, summary="A job's status and result")
-async def get_job(services: ServicesDep, job_id: str = _JOB_ID) -> dict[str, Any]:
+async def get_job(store: JobStoreDep, job_id: str = _JOB_ID) -> dict[str, Any]:
     """``result`` holds the same body as ``POST /api/v1/predict`` once ``status`` is ``done``."""
-    return (await _get(services, job_id)).public()
+    return (await _get(store, job_id)).public()
 
 
 @router.get(
@@ -111,12 +104,12 @@ async def get_job(services: ServicesDep, job_id: str = _JOB_ID) -> dict[str, Any
     responses={200: {"content": {"text/event-stream": {}}, "description": "one `status` event per change"}, **_ERRORS},
     summary="A job's status changes (server-sent events)",
 )
-async def job_events(services: ServicesDep, job_id: str = _JOB_ID) -> StreamingResponse:
+async def job_events(store: JobStoreDep, settings: SettingsDep, job_id: str = _JOB_ID) -> StreamingResponse:
     """Each ``status`` event is ``{"id", "status", "stage", "progress", "attempts", "error"?}``; the first is the
     current state, then one per change; the stream ends after ``done`` or ``failed`` (then GET the job for its
     result). The store is polled, so this works on any replica whichever runs the job."""
-    first = await _get(services, job_id)  # 404 before the stream starts
-    poll_s = services.settings.job_poll_interval_s
+    first = await _get(store, job_id)  # 404 before the stream starts
+    poll_s = settings.job_poll_interval_s
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
@@ -126,7 +119,7 @@ async def job_events(services: ServicesDep, job_id: str = _JOB_ID) -> StreamingR
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             try:
-                record = await services.jobs.get(job_id)
+                record = await store.get(job_id)
             except JobStoreError:  # e.g. Redis restarting: keep the stream open and ask again
                 record = last_record
             if record is None:  # removed (retention) while followed
@@ -149,9 +142,9 @@ async def job_events(services: ServicesDep, job_id: str = _JOB_ID) -> StreamingR
     )
 
 
-async def _get(services: Services, job_id: str) -> JobRecord:
+async def _get(store: JobStore, job_id: str) -> JobRecord:
     try:
-        record = await services.jobs.get(job_id)
+        record = await store.get(job_id)
     except JobStoreError as exc:
         raise _unavailable(exc) from None
     if record is None:

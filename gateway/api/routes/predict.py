@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,16 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from deepfake_core import constants as C
-from gateway.api.deps import Services, ServicesDep
+from gateway.api.deps import PredictorDep, RequestIdDep, read_json
 from gateway.api.schemas import ErrorResponse, PredictOptions, PredictRequest, PredictResponse
-from gateway.core.errors import InvalidRequest, TooLarge, request_id_of
-from gateway.services.download import receive_upload, removing
-from gateway.services.pipeline import PredictJob
+from gateway.services.prediction.predictor import Predictor
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
 
-MAX_JSON_BYTES = 64 * 1024
-MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries, part headers and the small fields around the file
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
@@ -63,31 +59,14 @@ _JSON_SCHEMA = PredictRequest.model_json_schema()
         }
     },
 )
-async def predict(request: Request, services: ServicesDep) -> dict[str, Any]:
-    """JSON ``{"url": ..., "num_frames"?, "heatmap"?}``: the gateway downloads the video (SSRF-guarded).
+async def predict(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> dict[str, Any]:
+    """JSON ``{"url": ..., "num_frames"?, "heatmap"?}``: the gateway downloads the video (URL guard).
     A ``multipart/form-data`` body with a ``file`` part is treated as an upload."""
     started = time.perf_counter()
-    content_type = request.headers.get("content-type", "")
-    if content_type.lower().startswith("multipart/"):
-        return await _predict_upload(request, services, started)
-    body = await _read_small_body(request)
-    try:
-        req = PredictRequest.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-    return await predict_url(services, req.url, req, _rid(request), started)
-
-
-async def predict_url(
-    services: Services, url: str, options: PredictOptions, request_id: str, started: float
-) -> dict[str, Any]:
-    """One prediction slot: download ``url`` (SSRF-guarded), run the pipeline, the response body."""
-    async with services.admission.slot():
-        download_start = time.perf_counter()
-        async with services.downloader.fetch(url, prefix=request_id) as downloaded:
-            job = _job(services, downloaded.path, downloaded.size, options, request_id, started)
-            job.timings["download"] = time.perf_counter() - download_start
-            return await services.pipeline.run(job)
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        return await _upload(request, predictor, request_id, started)
+    req = await read_json(request, PredictRequest)
+    return (await predictor.from_url(req.url, req, request_id, started=started)).body
 
 
 @router.post(
@@ -97,70 +76,25 @@ async def predict_url(
     summary="Analyse an uploaded video (multipart: file, num_frames, heatmap)",
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}},
 )
-async def predict_upload(request: Request, services: ServicesDep) -> dict[str, Any]:
+async def predict_upload(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> dict[str, Any]:
     """The video in a ``file`` part, streamed to disk with a size limit; options as form fields."""
-    return await _predict_upload(request, services, time.perf_counter())
+    return await _upload(request, predictor, request_id, time.perf_counter())
 
 
-async def _predict_upload(request: Request, services: Services, started: float) -> dict[str, Any]:
-    s = services.settings
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > s.max_upload_bytes + MULTIPART_SLACK_BYTES:
-        raise TooLarge(f"the upload is {int(declared)} bytes, over the limit of {s.max_upload_bytes} bytes")
-    async with services.admission.slot():
-        receive_start = time.perf_counter()
-        uploaded = await receive_upload(
-            _capped(request.stream(), s.max_upload_bytes + MULTIPART_SLACK_BYTES, s.max_upload_bytes),
-            request.headers.get("content-type", ""),
-            tmp_dir=s.tmp_dir,
-            max_bytes=s.max_upload_bytes,
-            prefix=_rid(request),
-        )
-        with removing(uploaded.path):
-            try:
-                options = PredictOptions.model_validate(uploaded.fields)
-            except ValidationError as exc:
-                raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-            job = _job(services, uploaded.path, uploaded.size, options, _rid(request), started)
-            job.timings["download"] = time.perf_counter() - receive_start
-            return await services.pipeline.run(job)
-
-
-async def _capped(chunks: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
-    """The body, refused (413) once it passes ``cap`` bytes in all, with or without a Content-Length: the file part
-    has its own limit, this one also bounds what the multipart parser skips (anything after the last boundary)."""
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > cap:
-            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
-        yield chunk
-
-
-async def _read_small_body(request: Request) -> bytes:
-    """The JSON body, refused past MAX_JSON_BYTES."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BYTES:
-            raise InvalidRequest(f"the JSON body is larger than {MAX_JSON_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _rid(request: Request) -> str:
-    return request_id_of(request) or "request"
-
-
-def _job(
-    services: Services, path: Any, size: int, options: PredictOptions, request_id: str, started: float
-) -> PredictJob:
-    return PredictJob.with_defaults(
-        services.settings,
-        source=path,
-        size=size,
-        num_frames=options.num_frames,
-        heatmap=options.heatmap,
+async def _upload(request: Request, predictor: Predictor, request_id: str, started: float) -> dict[str, Any]:
+    prediction = await predictor.from_upload(
+        request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+        parse_options=_form_options,
         request_id=request_id,
         started=started,
     )
+    return prediction.body
+
+
+def _form_options(fields: Mapping[str, str]) -> PredictOptions:
+    try:
+        return PredictOptions.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None

@@ -2,7 +2,7 @@
 ``GET /api/v1/progress/{id}``: the stage updates of a running prediction as server-sent events.
 
 ``mount_web(app)`` adds both (``create_app`` calls it). The page sends its own random ``X-Request-ID`` with the
-prediction and opens the event stream with that id first; see ``gateway.services.progress``.
+prediction and opens the event stream with that id first; see ``gateway.services.prediction.progress``.
 
 Both stay open with ``GATEWAY_AUTH=keys``: the page holds no secret, and a browser's ``EventSource`` cannot send an
 API key header. The stream only tells stage names and times of a prediction whose random id its client chose.
@@ -10,6 +10,8 @@ API key header. The stream only tells stage names and times of a prediction whos
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,11 +19,12 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from gateway.api.deps import PipelineDep
+from gateway.services.prediction.stages import Stage
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
@@ -51,10 +54,24 @@ class _StaticFiles(StaticFiles):
         return response
 
 
+@functools.cache
+def page() -> str:
+    """index.html with its stage list filled in from ``Stage`` (the page's script reads the list from there)."""
+    items = []
+    for stage in Stage:
+        timing = f' data-timing-label="{html.escape(stage.about.timing_label)}"' if stage.about.timing_label else ""
+        items.append(
+            f'<li data-stage="{stage.value}"{timing}><span class="stage-mark" aria-hidden="true"></span>'
+            f'<span class="stage-name">{html.escape(stage.about.label)}</span><span class="stage-note"></span></li>'
+        )
+    template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return template.replace("<!-- stages -->", "\n        ".join(items))
+
+
 @router.get("/", include_in_schema=False)
-async def index() -> FileResponse:
+async def index() -> HTMLResponse:
     """The page."""
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
+    return HTMLResponse(page(), headers=_PAGE_HEADERS)
 
 
 @router.get(

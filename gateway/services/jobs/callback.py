@@ -1,4 +1,4 @@
-"""POSTing a finished job to its ``callback_url``, with the download client: the same SSRF guard (scheme, no
+"""POSTing a finished job to its ``callback_url``, with the download client: the same URL guard (scheme, no
 credentials, public addresses unless ``allowed_hosts`` admits them), no redirects followed, retried with backoff on
 network errors, 5xx, 408 and 429."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from gateway.core.errors import GatewayError
-from gateway.services.download import check_url
+from gateway.services.intake.url_guard import check_url
 
 log = logging.getLogger("gateway.jobs")
 _RETRIED_4XX = (408, 425, 429)

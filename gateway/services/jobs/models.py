@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.services.prediction.stages import Stage
+
 
 class JobStatus(enum.StrEnum):
     """Where a job is. ``queued`` also covers a job waiting for its retry."""
@@ -33,14 +35,9 @@ class JobStatus(enum.StrEnum):
 
 RUNNING = tuple(s.value for s in JobStatus if s.running)
 
-# The pipeline's stages (``Pipeline.run``) as job statuses, with the progress reached when a stage starts.
-STAGE_STATUS: dict[str, tuple[JobStatus, float]] = {
-    "download": (JobStatus.DOWNLOADING, 0.05),
-    "probe": (JobStatus.ANALYSING, 0.2),
-    "inference": (JobStatus.ANALYSING, 0.3),
-    "gradcam": (JobStatus.ANALYSING, 0.6),
-    "render": (JobStatus.RENDERING, 0.7),
-    "upload": (JobStatus.UPLOADING, 0.9),
+# The prediction's stages as job statuses, with the progress reached when a stage starts.
+STAGE_STATUS: dict[Stage, tuple[JobStatus, float]] = {
+    stage: (JobStatus(stage.about.job_status), stage.about.job_progress) for stage in Stage
 }
 
 

@@ -29,14 +29,17 @@ from gateway.core.errors import (
     TritonUnavailable,
     UpstreamFailure,
     UpstreamTimeout,
+    error_body,
 )
 from gateway.core.settings import Settings
-from gateway.services.download import Downloader
 from gateway.services.jobs.callback import deliver
 from gateway.services.jobs.models import STAGE_STATUS, JobRecord, JobStatus
 from gateway.services.jobs.retention import remove_expired
 from gateway.services.jobs.store import JobStore, JobStoreError
-from gateway.services.pipeline import Admission, Pipeline, PredictJob
+from gateway.services.metrics import Metrics
+from gateway.services.prediction.predictor import Predictor
+from gateway.services.prediction.stages import Listener, Stage
+from gateway.services.storage import Storage
 
 log = logging.getLogger("gateway.jobs")
 T = TypeVar("T")
@@ -53,20 +56,19 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The ``error`` object of a failed job: what the synchronous API would have answered."""
-    if isinstance(exc, GatewayError):
-        return {**exc.body(), "status_code": exc.status_code}
-    return {"type": "internal_error", "message": "internal error; see the gateway log", "status_code": 500}
+@dataclass(frozen=True)
+class _Options:
+    num_frames: int | None
+    heatmap: bool | None
 
 
 @dataclass
 class _Running:
     """A running job's latest stage, written to the store by its reporter."""
 
-    status: JobStatus = JobStatus.DOWNLOADING
-    stage: str | None = "download"
-    progress: float = 0.05
+    status: JobStatus = STAGE_STATUS[Stage.DOWNLOAD][0]
+    stage: str | None = Stage.DOWNLOAD.value
+    progress: float = STAGE_STATUS[Stage.DOWNLOAD][1]
     lost: bool = False
 
 
@@ -78,16 +80,16 @@ class JobRunner:
         *,
         settings: Settings,
         store: JobStore,
-        pipeline: Pipeline,
-        admission: Admission,
-        downloader: Downloader,
+        predictor: Predictor,
+        storage: Storage,
+        metrics: Metrics,
         http: httpx.AsyncClient,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.pipeline = pipeline
-        self.admission = admission
-        self.downloader = downloader
+        self.predictor = predictor
+        self.storage = storage  # finished jobs' overlays are removed from it
+        self.metrics = metrics
         self.http = http
         self.instance = f"{os.uname().nodename}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
@@ -138,9 +140,9 @@ class JobRunner:
         state = _Running()
         changed = asyncio.Event()
 
-        def on_stage(name: str) -> None:
-            state.status, state.progress = STAGE_STATUS.get(name, (state.status, state.progress))
-            state.stage = name
+        def on_stage(stage: Stage) -> None:
+            state.status, state.progress = STAGE_STATUS[stage]
+            state.stage = stage.value
             changed.set()
 
         log.info("worker %s: job %s, attempt %d/%d", worker, record.id, record.attempts, record.max_attempts)
@@ -165,7 +167,7 @@ class JobRunner:
             if is_retryable(exc) and record.attempts < record.max_attempts:
                 delay = s.job_retry_backoff_s * 2 ** (record.attempts - 1)
                 log.info("job %s: %s; retried in %.1f s", record.id, body["message"], delay)
-                self.pipeline.metrics.jobs.labels("retried").inc()
+                self.metrics.jobs.labels("retried").inc()
                 await self._persist(lambda: self.store.retry_later(record.id, worker, body, delay))
                 return
             if not isinstance(exc, GatewayError):
@@ -174,25 +176,13 @@ class JobRunner:
             return
         await self._finish(record, worker, result=result, public_id=public_id)
 
-    async def _predict(self, record: JobRecord, on_stage: Callable[[str], None]) -> tuple[dict[str, Any], str]:
+    async def _predict(self, record: JobRecord, on_stage: Listener) -> tuple[dict[str, Any], str]:
+        """The same prediction as ``POST /api/v1/predict``, in the same slots (waiting for one as long as it takes)."""
         request = record.request
-        started = time.perf_counter()
-        async with self.downloader.fetch(request["url"], prefix=record.id) as downloaded:
-            heatmap = request.get("heatmap")
-            job = PredictJob.with_defaults(
-                self.settings,
-                source=downloaded.path,
-                size=downloaded.size,
-                num_frames=request.get("num_frames"),
-                heatmap=None if heatmap is None else bool(heatmap),
-                request_id=record.id,
-                started=started,
-                on_stage=on_stage,
-            )
-            job.timings["download"] = time.perf_counter() - started
-            async with self.admission.worker_slot():  # the same CPU budget as POST /api/v1/predict
-                result = await self.pipeline.run(job)
-        return result, job.public_id
+        heatmap = request.get("heatmap")
+        options = _Options(request.get("num_frames"), None if heatmap is None else bool(heatmap))
+        done = await self.predictor.from_url(request["url"], options, record.id, wait=True, on_stage=on_stage)
+        return done.body, done.public_id
 
     async def _report(
         self, job_id: str, worker: str, state: _Running, changed: asyncio.Event, predict: asyncio.Task[Any]
@@ -236,7 +226,7 @@ class JobRunner:
             log.warning("job %s finished, but its lease had passed to another worker; result dropped", record.id)
             return
         log.info("job %s %s", record.id, "done" if error is None else f"failed: {error['message']}")
-        self.pipeline.metrics.jobs.labels("done" if error is None else "failed").inc()
+        self.metrics.jobs.labels("done" if error is None else "failed").inc()
         if record.callback_url:
             task = asyncio.create_task(self._callback(record.id, record.callback_url))
             self._callbacks.add(task)
@@ -293,7 +283,7 @@ class JobRunner:
                     log.warning("lease expired for job(s) %s: queued again or failed", ", ".join(requeued))
                     self.notify()
                 if time.monotonic() >= next_retention:
-                    await remove_expired(self.store, self.pipeline.storage, s.job_result_ttl_s)
+                    await remove_expired(self.store, self.storage, s.job_result_ttl_s)
                     next_retention = time.monotonic() + s.retention_interval_s
             except JobStoreError as exc:
                 log.warning("job maintenance: %s", exc)

@@ -1,0 +1,1 @@
+"""Who may call the API: API keys, the access check and the rate limits."""

@@ -1,0 +1,231 @@
+"""One prediction, stage by stage: probe -> Triton -> Grad-CAM -> overlay video -> storage -> response.
+
+The video is already on disk (downloaded or uploaded; the caller removes it). Blocking work (probing, reading the
+file, Grad-CAM, rendering) runs in worker threads so the event loop keeps serving. The rendered video is a temp
+file removed at the end whatever happens (local storage keeps its own copy). If rendering or storing fails, the
+verdict is still returned with ``output_url: null`` and an ``errors`` entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_core.ensemble_contract import DetectorResult
+from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
+from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
+from gateway.core.settings import Settings
+from gateway.services.inference.gradcam import GradCamEngine
+from gateway.services.inference.render import render_overlay
+from gateway.services.inference.triton import TritonService
+from gateway.services.intake.sniff import sniff_file
+from gateway.services.intake.temp_files import new_temp_path, removing
+from gateway.services.metrics import Metrics
+from gateway.services.prediction.model_info import ModelInfo
+from gateway.services.prediction.progress import ProgressTracker
+from gateway.services.prediction.stages import Stage, StageClock
+from gateway.services.storage import Storage, StorageError
+
+log = logging.getLogger("gateway.pipeline")
+
+
+@dataclass
+class PredictJob:
+    """One prediction's input: the video file on disk and the resolved options."""
+
+    source: Path
+    size: int
+    num_frames: int
+    heatmap: bool
+    request_id: str
+    started: float  # time.perf_counter() when the request arrived
+    clock: StageClock = field(default_factory=StageClock)  # the stage times, and who is told each stage
+    # The stored video's id: random, never the (client-suppliable) request id, so nobody can overwrite or guess it.
+    public_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def with_defaults(
+        cls,
+        settings: Settings,
+        *,
+        source: Path,
+        size: int,
+        num_frames: int | None,
+        heatmap: bool | None,
+        request_id: str,
+        started: float,
+        clock: StageClock,
+    ) -> PredictJob:
+        """A job whose options the request left unset (None) take the gateway's defaults."""
+        return cls(
+            source=source,
+            size=size,
+            num_frames=num_frames or settings.num_frames,
+            heatmap=settings.heatmap if heatmap is None else heatmap,
+            request_id=request_id,
+            started=started,
+            clock=clock,
+        )
+
+
+class Pipeline:
+    """Runs predictions with the long-lived services built in the lifespan."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        triton: TritonService,
+        gradcam: GradCamEngine,
+        storage: Storage,
+        metrics: Metrics,
+        model: ModelInfo,
+    ) -> None:
+        self.settings = settings
+        self.triton = triton
+        self.gradcam = gradcam
+        self.storage = storage
+        self.metrics = metrics
+        self.model = model
+        # Checked here, before Triton: video_decode has its own limits (max_pixels, max_duration_s in its
+        # config.pbtxt) and refuses with INVALID_ARG, but a bad file should not cost a trip to Triton.
+        self.limits = VideoLimits(
+            max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s, max_frames=settings.max_frames
+        )
+        self.progress = ProgressTracker()  # stage updates for the web page
+
+    async def run(self, job: PredictJob) -> dict[str, Any]:
+        """The response body of one prediction (see ``schemas.PredictResponse``)."""
+        clock = job.clock
+        # stage events for GET /api/v1/progress/{id}, then done or failed
+        with self.progress.track(job.request_id) as report, clock.listening(report):
+            with clock.stage(Stage.PROBE):
+                info = await asyncio.to_thread(self._probe, job.source)
+            with clock.stage(Stage.INFERENCE):
+                result = await self._infer(job)
+            cams = await self._gradcam(job, result)
+            label = result.predicted_class(self.model.threshold)
+            output_url = await self._render_and_store(job, result, cams, label, info)
+            self.metrics.observe_stages(clock.timings)
+            self.metrics.verdicts.labels(label).inc()
+            return self._response(job, result, output_url, cams is not None)
+
+    def _probe(self, path: Path) -> VideoInfo:
+        """Refuse what is not a video, or too big, before it is sent to Triton; the renderer reuses the probe.
+
+        Content first (images, archives, playlists, text: whatever the extension says), then the headers and a
+        demux pass against the limits (413), then one decoded frame; a single frame is a still image (422).
+        """
+        refusal = sniff_file(path)
+        if refusal is not None:
+            raise UnsupportedVideo(refusal)
+        try:
+            info = probe_video(path, self.limits)
+        except VideoTooLargeError as exc:
+            raise TooLarge(f"the video is too large to analyse: {exc}") from exc
+        except VideoError as exc:
+            raise UnsupportedVideo(str(exc)) from exc
+        if "gif" in info.container.split(",") or info.codec in ("gif", "apng", "webp"):
+            raise UnsupportedVideo(f"not a video: the file is an animated image ({info.codec})")
+        if info.width * info.height > self.limits.max_pixels:  # the header may not have known the size
+            raise TooLarge(
+                f"the video is too large to analyse: frame size {info.width}x{info.height} exceeds the limit of "
+                f"{self.limits.max_pixels} pixels"
+            )
+        minimum = self.settings.min_frames
+        if info.frame_count < minimum:
+            raise UnsupportedVideo(
+                f"the video has only {info.frame_count} frame(s); at least {minimum} are needed (one frame is a "
+                "still image, not a video)"
+            )
+        return info
+
+    async def _infer(self, job: PredictJob) -> DetectorResult:
+        video = await asyncio.to_thread(job.source.read_bytes)
+        return await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
+
+    async def _gradcam(self, job: PredictJob, result: DetectorResult) -> np.ndarray | None:
+        if not (job.heatmap and result.face_found and result.feature_maps is not None):
+            job.clock.report(Stage.GRADCAM)  # skipped: its time stays 0
+            return None
+        with job.clock.stage(Stage.GRADCAM):
+            return await asyncio.to_thread(self.gradcam.compute_from_maps, result.feature_maps, result.has_face)
+
+    async def _render_and_store(
+        self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str, info: VideoInfo
+    ) -> str | None:
+        s = self.settings
+        rendered = new_temp_path(s.tmp_dir, f"{job.request_id}-overlay", ".mp4")
+        with removing(rendered):
+            try:
+                with job.clock.stage(Stage.RENDER):
+                    await asyncio.to_thread(
+                        render_overlay,
+                        job.source,
+                        rendered,
+                        result,
+                        cams,
+                        label=label,
+                        threshold=self.model.threshold,
+                        max_side=s.output_max_side,
+                        preset=s.encoder_preset,
+                        crf=s.crf,
+                        info=info,
+                    )
+            except Exception as exc:  # the verdict is worth returning without its video
+                log.exception("request %s: rendering the overlay failed", job.request_id)
+                job.errors.append({"stage": Stage.RENDER.value, "type": "render_failed", "message": _short(exc)})
+                return None
+            try:
+                with job.clock.stage(Stage.UPLOAD):
+                    stored = await self.storage.save(rendered, job.public_id)
+            except Exception as exc:  # StorageError after retries, or anything unexpected
+                log.warning("request %s: storing the overlay failed: %s", job.request_id, exc)
+                self.metrics.storage_failures.inc()
+                job.errors.append({"stage": Stage.UPLOAD.value, "type": "storage_failed", "message": _short(exc)})
+                return None
+            return stored.url
+
+    def _response(
+        self, job: PredictJob, result: DetectorResult, output_url: str | None, heatmap: bool
+    ) -> dict[str, Any]:
+        verdict = result.to_json(self.model.threshold)
+        total = time.perf_counter() - job.started
+        return {
+            "predicted_class": verdict["predicted_class"],
+            "confidence": verdict["confidence"],
+            "output_url": output_url,
+            "execution_time": f"{total:.2f} sec.",
+            "probability_fake": verdict["probability_fake"],
+            "threshold": verdict["threshold"],
+            "frames_analyzed": verdict["frames_analyzed"],
+            "faces_detected": verdict["faces_detected"],
+            "frame_scores": verdict["frame_scores"],
+            "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
+            "model": {"name": self.model.name, "version": self.model.version},
+            "request_id": job.request_id,
+            "errors": job.errors,
+            "video": verdict["video"],
+            "heatmap": heatmap,
+        }
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """A short, single-line message for the ``errors`` entry. Only messages written for users are passed on
+    (StorageError redacts credentials, VideoError speaks of the video); anything else stays in the log."""
+    if isinstance(exc, GatewayError):
+        text = exc.message
+    elif isinstance(exc, (StorageError, VideoError)):
+        text = str(exc)
+    else:
+        text = f"unexpected {type(exc).__name__}; see the gateway log"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
