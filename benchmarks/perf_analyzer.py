@@ -79,6 +79,17 @@ def perf_command(binary: Path, url: str, data_dir: Path, video_bytes: int, args:
     ]
 
 
+def run_streaming(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `cmd`, printing its output (stdout and stderr together) as it comes; its exit status and the output."""
+    lines = []
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return proc.returncode, "".join(lines)
+
+
 def step_counts(url: str) -> dict[str, int]:
     """Triton's inference_count of the steps in STEPS."""
     client = grpcclient.InferenceServerClient(url)
@@ -109,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd = perf_command(binary, server.grpc_url, data_dir, len(video), a)
         print(f"deepfake_detector on {clip.name} ({len(video) / 1e6:.1f} MB), NUM_FRAMES={a.num_frames}", flush=True)
         print("$ " + " ".join(cmd), flush=True)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        returncode, output = run_streaming(cmd, env)
         after = step_counts(server.grpc_url)
-    (RESULTS / "perf-analyzer.txt").write_text(done.stdout + done.stderr)
-    print(done.stdout, end="")
-    print(done.stderr, end="", file=sys.stderr)
+    (RESULTS / "perf-analyzer.txt").write_text(output)
     ran = ", ".join(f"{m} {after[m] - before[m]}" for m in STEPS)
     print(f"executions during the run: {ran}")
     load_after = os.getloadavg()
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} on {os.cpu_count()} cores"
     )
     print(f"written: {RESULTS / 'perf-analyzer.txt'}, {RESULTS / 'perf-analyzer.csv'}")
-    return done.returncode
+    return returncode
 
 
 if __name__ == "__main__":
