@@ -19,6 +19,7 @@ help:
 	@echo "make test          run the test suite (starts its own Triton on free ports)"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
+	@echo "make perf-analyzer NVIDIA perf_analyzer against the ensemble (own venv .perf-venv/; not part of make test)"
 	@echo "make loadtest      Locust (headless) against a local stack it starts; LOADTEST_ARGS=... (loadtests/README.md)"
 	@echo "make soak          30 min of Locust at a steady rate: failures and RSS growth of every process (SOAK_ARGS=...)"
 	@echo "make deploy-check  validate Dockerfiles, docker-compose.yml, k8s/ manifests and the served model repository"
@@ -63,6 +64,21 @@ lint: install
 
 bench-triton: export
 	$(PY) -m benchmarks.triton_bench
+
+# NVIDIA perf_analyzer (inside the tritonclient 2.41.0 wheel) in a venv of its own, so the project's tritonclient
+# stays as it is; it needs Debian's libb64-0d and libcudart.so.12 (nvidia-cuda-runtime-cu12), even on CPU.
+PERF_VENV := .perf-venv
+PERF_STAMP := $(PERF_VENV)/.installed
+PERF_ARGS ?=
+$(PERF_STAMP):
+	dpkg -s libb64-0d >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libb64-0d)
+	test -x $(PERF_VENV)/bin/python || $(PYTHON) -m venv $(PERF_VENV)
+	$(PERF_VENV)/bin/pip install -q 'tritonclient==2.41.0' 'nvidia-cuda-runtime-cu12==12.9.79'
+	touch $@
+
+.PHONY: perf-analyzer
+perf-analyzer: export $(PERF_STAMP)
+	$(PY) -m benchmarks.perf_analyzer --perf-venv $(PERF_VENV) $(PERF_ARGS)
 
 # Load tests (loadtests/README.md): loopback only, they stop by themselves; results under results/<label>-<time>/.
 LOADTEST_ARGS ?=

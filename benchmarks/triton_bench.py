@@ -23,7 +23,16 @@ from triton_runtime.process import TritonProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
-MODELS = ("video_decode", "face_detector", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "face_crop", "temporal_classifier")
+MODELS = (
+    "video_decode",
+    "face_detector",
+    "mtcnn_pnet",
+    "mtcnn_rnet",
+    "mtcnn_onet",
+    "face_crop",
+    "face_crop_images",
+    "temporal_classifier",
+)
 
 
 def bench_clip(seconds: float = 10.0, width: int = 1280, height: int = 720, fps: int = 30) -> Path:

@@ -1,9 +1,19 @@
-"""Send a video to the deepfake_detector ensemble over gRPC or HTTP and get a DetectorResult."""
+"""Send a video to the deepfake_detector ensemble over gRPC or HTTP; ask only for the outputs you use.
+
+The minimal call, one output (any non-empty subset of the ensemble's outputs works the same way)::
+
+    with DetectorClient("127.0.0.1:8001", "grpc") as client:
+        prob_fake = client.infer(video_bytes, ["PROB_FAKE"])["PROB_FAKE"][0]
+
+`detect` returns a DetectorResult (the verdict outputs, plus FACE_CROPS / FEATURE_MAPS when asked for).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
@@ -12,9 +22,11 @@ from deepfake_core.ensemble_contract import (
     CROPS_OUTPUT,
     ENSEMBLE,
     MAPS_OUTPUT,
+    VERDICT_OUTPUTS,
     DetectorResult,
     clean_message,
-    ensemble_request,
+    ensemble_inputs,
+    requested_outputs,
 )
 
 Protocol = Literal["grpc", "http"]
@@ -51,25 +63,43 @@ class DetectorClient:
         except (InferenceServerException, OSError):
             return False
 
-    def detect(
-        self, video: bytes, num_frames: int | None = None, with_crops: bool = False, with_maps: bool = False
-    ) -> DetectorResult:
-        """Analyse one video (optionally with the face crops / feature maps). Raises VideoRejectedError or
-        ServerUnavailableError."""
-        extras = [name for name, wanted in ((CROPS_OUTPUT, with_crops), (MAPS_OUTPUT, with_maps)) if wanted]
-        inputs, outputs = ensemble_request(self._module, video, num_frames, extras)
+    def infer(self, video: bytes, outputs: Sequence[str], num_frames: int | None = None) -> dict[str, np.ndarray]:
+        """Analyse one video and return exactly the requested `outputs` (batch dimension removed). Raises
+        VideoRejectedError, ServerUnavailableError, or ValueError for an empty or unknown output name."""
+        inputs = ensemble_inputs(self._module, video, num_frames)
+        wanted = requested_outputs(self._module, outputs)
         try:
             if self.protocol == "grpc":
-                result = self._client.infer(ENSEMBLE, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                result = self._client.infer(ENSEMBLE, inputs, outputs=wanted, client_timeout=self.timeout_s)
             else:
-                result = self._client.infer(ENSEMBLE, inputs, outputs=outputs)
+                result = self._client.infer(ENSEMBLE, inputs, outputs=wanted)
         except InferenceServerException as exc:
             if _is_rejection(exc):
                 raise VideoRejectedError(clean_message(exc.message())) from exc
             raise ServerUnavailableError(f"Triton failed: {exc.message() or exc}") from exc
         except OSError as exc:  # HTTP connection refused / reset
             raise ServerUnavailableError(f"cannot reach Triton: {exc}") from exc
-        return DetectorResult.from_outputs(result.as_numpy)
+        answer = {}
+        for name in outputs:
+            value = result.as_numpy(name)
+            if value is None:
+                raise ServerUnavailableError(f"Triton's answer lacks {name}")
+            answer[name] = value[0]
+        return answer
+
+    def detect(
+        self,
+        video: bytes,
+        num_frames: int | None = None,
+        with_crops: bool = False,
+        with_maps: bool = False,
+        outputs: Sequence[str] = VERDICT_OUTPUTS,
+    ) -> DetectorResult:
+        """Analyse one video: `outputs` (at least JSON_OUTPUTS; default all verdict outputs), plus the face crops /
+        feature maps when asked for. Raises VideoRejectedError or ServerUnavailableError."""
+        extras = [name for name, wanted in ((CROPS_OUTPUT, with_crops), (MAPS_OUTPUT, with_maps)) if wanted]
+        answer = self.infer(video, [*outputs, *extras], num_frames)
+        return DetectorResult.from_outputs(lambda name: None if name not in answer else answer[name][None])
 
     def close(self) -> None:
         self._client.close()

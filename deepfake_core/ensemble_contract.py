@@ -36,6 +36,21 @@ VERDICT_OUTPUTS = (
 )
 CROPS_OUTPUT = "FACE_CROPS"
 MAPS_OUTPUT = "FEATURE_MAPS"
+ALL_OUTPUTS = (*VERDICT_OUTPUTS, CROPS_OUTPUT, MAPS_OUTPUT)
+# What DetectorResult.to_json reads (the CLI's default request): the verdict outputs less VIDEO_LOGIT, LANDMARKS
+# and FACE_SCORES.
+JSON_OUTPUTS = (
+    "PROB_FAKE",
+    "FRAME_SCORES",
+    "FACE_FOUND",
+    "HAS_FACE",
+    "FACE_BOXES",
+    "FRAME_INDICES",
+    "TIMESTAMPS",
+    "FPS",
+    "FRAME_COUNT",
+    "FRAME_SIZE",
+)
 
 
 def clean_message(message: str | None) -> str:
@@ -53,12 +68,9 @@ def num_frames_tensor(num_frames: int) -> np.ndarray:
     return np.array([[num_frames]], dtype=np.int32)
 
 
-def ensemble_request(
-    client: Any, video: bytes, num_frames: int | None = None, extra_outputs: Sequence[str] = ()
-) -> tuple[list[Any], list[Any]]:
-    """The ensemble's inputs and requested outputs, built with `client`'s classes (the module `tritonclient.grpc`,
-    also for its aio client, or `tritonclient.http`): VIDEO, NUM_FRAMES when given, the verdict outputs plus
-    `extra_outputs` (CROPS_OUTPUT, MAPS_OUTPUT). Taking the module keeps this package free of tritonclient."""
+def ensemble_inputs(client: Any, video: bytes, num_frames: int | None = None) -> list[Any]:
+    """VIDEO, and NUM_FRAMES when given, built with `client`'s classes (the module `tritonclient.grpc`, also for its
+    aio client, or `tritonclient.http`). Taking the module keeps this package free of tritonclient."""
     tensors = [(VIDEO_INPUT, video_tensor(video), "UINT8")]
     if num_frames is not None:
         tensors.append((NUM_FRAMES_INPUT, num_frames_tensor(num_frames), "INT32"))
@@ -67,7 +79,23 @@ def ensemble_request(
         tensor = client.InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
-    return inputs, [client.InferRequestedOutput(n) for n in (*VERDICT_OUTPUTS, *extra_outputs)]
+    return inputs
+
+
+def requested_outputs(client: Any, names: Sequence[str]) -> list[Any]:
+    """`client`'s InferRequestedOutput for each name; any non-empty subset of ALL_OUTPUTS is a valid request."""
+    unknown = [n for n in names if n not in ALL_OUTPUTS]
+    if not names or unknown:
+        raise ValueError(f"ask for one or more of {', '.join(ALL_OUTPUTS)} (got {', '.join(names) or 'none'})")
+    return [client.InferRequestedOutput(n) for n in names]
+
+
+def ensemble_request(
+    client: Any, video: bytes, num_frames: int | None = None, extra_outputs: Sequence[str] = ()
+) -> tuple[list[Any], list[Any]]:
+    """The ensemble's inputs (`ensemble_inputs`) and the verdict outputs plus `extra_outputs` (CROPS_OUTPUT,
+    MAPS_OUTPUT)."""
+    return ensemble_inputs(client, video, num_frames), requested_outputs(client, (*VERDICT_OUTPUTS, *extra_outputs))
 
 
 def stated_confidence(prob_fake: float, threshold: float = C.DECISION_THRESHOLD) -> float:
@@ -90,25 +118,26 @@ class DetectorResult:
     """One video's answer from the ensemble (batch dimension removed)."""
 
     prob_fake: float
-    video_logit: float
     frame_scores: np.ndarray  # [T], 0 where no face
     face_found: bool
     has_face: np.ndarray  # bool [T]
     face_boxes: np.ndarray  # [T, 4] x1, y1, x2, y2 in original pixels; zeros where no face
-    landmarks: np.ndarray  # [T, 5, 2]
-    face_scores: np.ndarray  # [T] detector confidence
     frame_indices: np.ndarray  # [T] index of each analysed frame in the video
     timestamps: np.ndarray  # [T] seconds
     fps: float
     frame_count: int
     width: int
     height: int
+    # Outside JSON_OUTPUTS: None when not requested.
+    video_logit: float | None = None
+    landmarks: np.ndarray | None = None  # [T, 5, 2]
+    face_scores: np.ndarray | None = None  # [T] detector confidence
     face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
     feature_maps: np.ndarray | None = None  # [T, C, h, w] float16 when requested (the encoder's maps)
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:
-        """Build from a tritonclient result's `as_numpy` (gRPC or HTTP)."""
+        """Build from a tritonclient result's `as_numpy` (gRPC or HTTP), or a dict's `get`; needs JSON_OUTPUTS."""
 
         def out(name: str) -> np.ndarray:
             value = get(name)
@@ -116,24 +145,28 @@ class DetectorResult:
                 raise KeyError(f"the server's answer lacks {name}")
             return value[0]
 
+        def optional(name: str) -> np.ndarray | None:
+            return None if get(name) is None else out(name)
+
         size = out("FRAME_SIZE")
+        logit = optional("VIDEO_LOGIT")
         return cls(
             prob_fake=float(out("PROB_FAKE")[0]),
-            video_logit=float(out("VIDEO_LOGIT")[0]),
             frame_scores=out("FRAME_SCORES"),
             face_found=bool(out("FACE_FOUND")[0]),
             has_face=out("HAS_FACE").astype(bool),
             face_boxes=out("FACE_BOXES"),
-            landmarks=out("LANDMARKS"),
-            face_scores=out("FACE_SCORES"),
             frame_indices=out("FRAME_INDICES"),
             timestamps=out("TIMESTAMPS"),
             fps=float(out("FPS")[0]),
             frame_count=int(out("FRAME_COUNT")[0]),
             width=int(size[0]),
             height=int(size[1]),
-            face_crops=None if get(CROPS_OUTPUT) is None else out(CROPS_OUTPUT),
-            feature_maps=None if get(MAPS_OUTPUT) is None else out(MAPS_OUTPUT),
+            video_logit=None if logit is None else float(logit[0]),
+            landmarks=optional("LANDMARKS"),
+            face_scores=optional("FACE_SCORES"),
+            face_crops=optional(CROPS_OUTPUT),
+            feature_maps=optional(MAPS_OUTPUT),
         )
 
     def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> str:

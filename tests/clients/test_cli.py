@@ -41,3 +41,26 @@ def test_cli_reports_a_server_that_is_down(tmp_path: Path) -> None:
         done = run_cli(str(video), "--protocol", protocol, "--url", f"127.0.0.1:{free_port()}", "--timeout", "5")
         assert done.returncode == 3, (protocol, done.stdout, done.stderr)
         assert "unavailable" in done.stderr
+
+
+def test_cli_asks_for_and_prints_only_the_chosen_outputs(triton: TritonProcess, tmp_path: Path) -> None:
+    video = tmp_path / "face.mp4"
+    face_video(video, width=480, height=270, fps=25, seconds=1.0)
+    for protocol, url in (("grpc", triton.grpc_url), ("http", triton.http_url)):
+        done = run_cli(str(video), "--protocol", protocol, "--url", url, "--num-frames", "6", "--outputs", "PROB_FAKE")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert list(answer) == ["PROB_FAKE"] and len(answer["PROB_FAKE"]) == 1
+        assert 0.0 <= answer["PROB_FAKE"][0] <= 1.0
+    done = run_cli(str(video), "--url", triton.grpc_url, "--num-frames", "6", "--outputs", "face_crops,FACE_FOUND")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer == {"FACE_CROPS": {"shape": [6, 224, 224, 3], "dtype": "uint8"}, "FACE_FOUND": [True]}
+
+
+def test_cli_refuses_an_unknown_output_before_calling_triton(tmp_path: Path) -> None:
+    video = tmp_path / "face.mp4"
+    video.write_bytes(b"not read")
+    done = run_cli(str(video), "--url", f"127.0.0.1:{free_port()}", "--outputs", "PROB_FAKE,VERDICT")
+    assert done.returncode == 2
+    assert "--outputs takes one or more of" in done.stderr and "FACE_CROPS" in done.stderr

@@ -11,11 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfake_core.ensemble_contract import (
+    ALL_OUTPUTS,
+    JSON_OUTPUTS,
     MAPS_OUTPUT,
     VERDICT_OUTPUTS,
     DetectorResult,
     clean_message,
     ensemble_request,
+    requested_outputs,
     stated_confidence,
 )
 
@@ -77,3 +80,13 @@ def test_verdict_json_reads_the_same_way_as_the_probability() -> None:
         assert answer["threshold"] == 0.5
         assert (answer["predicted_class"] == "FAKE") == (answer["probability_fake"] >= 0.5)
         assert answer["confidence"] >= 50.0
+
+
+def test_requested_outputs_take_any_non_empty_subset_of_the_ensembles_outputs() -> None:
+    assert len(ALL_OUTPUTS) == len(set(ALL_OUTPUTS)) == 15
+    assert set(JSON_OUTPUTS) < set(VERDICT_OUTPUTS) < set(ALL_OUTPUTS)
+    for client in (grpcclient, httpclient):
+        assert [o.name() for o in requested_outputs(client, ["FACE_CROPS"])] == ["FACE_CROPS"]
+        for bad in ([], ["PROB_FAKE", "VERDICT"]):
+            with pytest.raises(ValueError, match="ask for one or more of"):
+                requested_outputs(client, bad)

@@ -36,7 +36,6 @@ class TritonPythonModel:
             {
                 "FACES": normalize_crops(crops)[None],
                 "FACE_MASK": mask.astype(np.float32)[None],
-                "FACE_CROPS": crops[None],
                 "FACE_FOUND": np.array([[mask.any()]], bool),
             }
         )

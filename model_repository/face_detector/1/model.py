@@ -83,11 +83,14 @@ class TritonPythonModel:
     def _track(faces: list[FrameFaces], scale: float) -> Any:
         track = main_face_track(faces)
         to_original = 1.0 / scale if scale > 0 else 1.0
+        boxes = (track.boxes * to_original)[None]
         return response(
             {
-                "FACE_BOXES": (track.boxes * to_original)[None],
+                "FACE_BOXES": boxes,
                 "LANDMARKS": (track.landmarks * to_original)[None],
                 "FACE_SCORES": track.scores[None],
                 "HAS_FACE": track.present[None],
+                "TRACK_BOXES": boxes,  # face_crop's copies (model_repository/README.md, "Ensemble outputs")
+                "TRACK_HAS_FACE": track.present[None],
             }
         )
