@@ -30,6 +30,8 @@ from gateway.services.download import new_temp_path, removing
 from gateway.services.gradcam import GradCamEngine
 from gateway.services.metrics import STAGES, Metrics
 from gateway.services.progress import ProgressTracker
+from gateway.services.provenance import policy as provenance_policy  # issue 17: content credentials
+from gateway.services.provenance.service import ProvenanceReader
 from gateway.services.render import render_overlay
 from gateway.services.sniff import sniff_file
 from gateway.services.storage import Storage, StorageError
@@ -190,6 +192,7 @@ class Pipeline:
             max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s, max_frames=settings.max_frames
         )
         self.progress = ProgressTracker()  # stage updates for the web page
+        self.provenance = ProvenanceReader.from_settings(settings)  # issue 17: C2PA, read beside inference
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
@@ -201,15 +204,28 @@ class Pipeline:
             stage("probe")
             info = await asyncio.to_thread(self._probe, job.source)
             stage("inference")
+            credentials = self.provenance.read_beside(job.source)  # issue 17: never raises, bounded in time
             result = await self._infer(job)
             stage("gradcam")
             cams = await self._gradcam(job, result)
-            label = result.predicted_class(self.model.threshold)
+            provenance, verdict = await self._credentials(job, credentials, result)  # issue 17
+            label = verdict.predicted_class
             stage("render")
             output_url = await self._render_and_store(job, result, cams, label, info)
             self.metrics.observe_stages(job.timings)
             self.metrics.verdicts.labels(label).inc()
-            return self._response(job, result, output_url, cams is not None)
+            body = self._response(job, result, output_url, cams is not None)
+            return provenance_policy.apply(body, verdict, provenance)  # issue 17
+
+    async def _credentials(
+        self, job: PredictJob, credentials: asyncio.Task[tuple[dict[str, Any], str | None]], result: DetectorResult
+    ) -> tuple[dict[str, Any], provenance_policy.Verdict]:
+        """Issue 17: the C2PA summary (an ``errors`` entry when it could not be read) and the verdict policy."""
+        provenance, error = await credentials
+        if error is not None:
+            job.errors.append({"stage": "provenance", "type": "credentials_unreadable", "message": error})
+        detector = result.predicted_class(self.model.threshold)
+        return provenance, provenance_policy.decide(detector, provenance, self.settings.c2pa_override)
 
     def _stage(self, job: PredictJob, name: str) -> None:
         self.progress.stage(job.request_id, name)
