@@ -58,7 +58,7 @@ async def _run(runs: int) -> dict[str, dict[str, float]]:
                 f"signed ({signed.stat().st_size / 1e6:.1f} MB)": await _measure(reader, signed, runs),
             }
         finally:
-            reader.close()
+            await reader.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:

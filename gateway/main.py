@@ -144,7 +144,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if task:
             task.cancel()
         await services.aclose()
-        services.pipeline.provenance.close()  # issue 17
+        await services.pipeline.provenance.aclose()  # issue 17
 
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:

@@ -1,4 +1,4 @@
-"""Reading one file's C2PA manifest store with ``c2pa-python``, inside a worker process.
+"""Reading one file's C2PA manifest store with ``c2pa-python``, inside a worker process (``worker``).
 
 Imports only the standard library and the C2PA bindings: the worker processes start fast and small. The answer is
 a small JSON-able summary (bounded lists and strings), never the manifest itself.
@@ -36,7 +36,7 @@ def reader_settings(trust_anchors_pem: str | None) -> dict[str, Any]:
 
 
 def init_worker(settings_json: str, memory_bytes: int) -> None:
-    """Process initializer: cap the address space (a hostile manifest cannot eat the host's memory), build the
+    """Worker start: cap the address space (a hostile manifest cannot eat the host's memory), build the
     context once."""
     global _context
     if memory_bytes > 0:
@@ -44,11 +44,6 @@ def init_worker(settings_json: str, memory_bytes: int) -> None:
     import c2pa
 
     _context = c2pa.Context(c2pa.Settings.from_json(settings_json))
-
-
-def ping() -> bool:
-    """A no-op that makes the pool start its worker (warm-up)."""
-    return _context is not None
 
 
 def read_summary(path: str) -> dict[str, Any]:

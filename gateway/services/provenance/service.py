@@ -1,7 +1,11 @@
-"""``ProvenanceReader``: reads the C2PA manifest store of a video in a pool of worker processes, bounded in time
-(a per-read timeout, after which the pool is killed and replaced), memory (the workers' address space is capped)
-and size (bigger files are not read). Whatever happens the answer is a summary: a failed read is
-``present: true, valid: false`` with an ``errors`` entry, never a failed prediction.
+"""``ProvenanceReader``: reads the C2PA manifest store of a video in worker processes (``worker``), bounded in
+time (a per-read timeout, after which that worker is killed and replaced), memory (each worker's address space is
+capped) and size (bigger files are not read). Whatever happens the answer is a summary: a failed read is
+``present: true, valid: false`` with an error message for the ``errors`` entry, never a failed prediction.
+
+The workers are plain subprocesses (``python -m gateway.services.provenance.worker``), not multiprocessing: a
+spawned multiprocessing child re-imports the parent's ``__main__`` (``python -m gateway`` would load torch into
+every worker).
 """
 
 from __future__ import annotations
@@ -10,10 +14,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
+import os
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +28,75 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.provenance")
 MB = 1024 * 1024
+START_TIMEOUT_S = 60.0  # a worker's interpreter start and import (about a second)
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding the gateway package
+
+
+class WorkerFailed(Exception):
+    """The worker died, or answered something that is not a summary."""
+
+
+class _Worker:
+    """One reader process and its pipes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, settings_json: str, memory_bytes: int) -> _Worker:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_IMPORT_ROOT, os.environ.get("PYTHONPATH")]))}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.services.provenance.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=4 * MB,
+        )
+        worker = cls(process)
+        try:
+            ready = await asyncio.wait_for(
+                worker._exchange({"settings": settings_json, "memory_bytes": memory_bytes}), START_TIMEOUT_S
+            )
+            if ready != {"ready": True}:
+                raise WorkerFailed(f"unexpected greeting {ready!r}")
+        except BaseException:
+            await worker.kill()
+            raise
+        return worker
+
+    async def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write((json.dumps(message) + "\n").encode())
+            await stdin.drain()
+            line = await stdout.readline()
+        except (ConnectionError, ValueError) as exc:  # broken pipe; an over-long line
+            raise WorkerFailed(str(exc)) from exc
+        if not line:
+            raise WorkerFailed(f"the worker exited (status {self.process.returncode})")
+        try:
+            answer = json.loads(line)
+        except ValueError as exc:
+            raise WorkerFailed("the worker answered something that is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise WorkerFailed("the worker answered something that is not an object")
+        return answer
+
+    async def read(self, path: Path) -> dict[str, Any]:
+        return await self._exchange({"path": str(path)})
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            await self.process.wait()
 
 
 class ProvenanceReader:
-    """The worker pool and its limits; ``await read(path)`` gives ``(summary, error or None)``."""
+    """The workers and their limits; ``await read(path)`` gives ``(summary, error message or None)``."""
 
     def __init__(
         self,
@@ -44,9 +112,10 @@ class ProvenanceReader:
         self.max_bytes = max_bytes
         self.memory_bytes = memory_mb * MB
         pem = trust_anchors.read_text() if trust_anchors is not None else None
-        self.trusting = bool(pem and "BEGIN CERTIFICATE" in pem)
         self._settings_json = json.dumps(read.reader_settings(pem))
-        self._pool: ProcessPoolExecutor | None = None
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -60,44 +129,28 @@ class ProvenanceReader:
             trust_anchors=settings.c2pa_trust_anchors,
         )
 
-    # --- the pool ------------------------------------------------------------------------------------------------
+    # --- the workers ---------------------------------------------------------------------------------------------
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),  # never fork a process that holds threads and torch
-            initializer=read.init_worker,
-            initargs=(self._settings_json, self.memory_bytes),
-        )
-
-    def _pool_now(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = self._new_pool()
-        return self._pool
-
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
-        """Kill ``pool``'s workers (one may be stuck in native code) and forget it; the next read starts a new one."""
-        processes = dict(getattr(pool, "_processes", None) or {})
-        for process in processes.values():
-            with contextlib.suppress(Exception):
-                process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        if self._pool is pool:
-            self._pool = None
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        return self._slots
 
     async def start(self) -> None:
-        """Start the workers now (spawned processes take a moment to import), so no request waits for them."""
-        pool = self._pool_now()
-        loop = asyncio.get_running_loop()
+        """Start the workers now, so no request waits for an interpreter to start."""
         try:
-            await asyncio.gather(*(loop.run_in_executor(pool, read.ping) for _ in range(self.workers)))
-        except Exception as exc:  # a broken pool is replaced on the first read
+            started = await asyncio.gather(
+                *(_Worker.start(self._settings_json, self.memory_bytes) for _ in range(self.workers - len(self._idle)))
+            )
+            self._idle.extend(started)
+        except Exception as exc:  # each read starts its worker again and reports what fails
             log.warning("the C2PA reader workers did not start: %s", exc)
-            self._discard(pool)
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._discard(self._pool)
+    async def aclose(self) -> None:
+        """Stop every worker (idle or busy)."""
+        workers = self._idle + list(self._busy)
+        self._idle, self._busy = [], set()
+        await asyncio.gather(*(w.kill() for w in workers))
 
     # --- reading -------------------------------------------------------------------------------------------------
 
@@ -110,7 +163,7 @@ class ProvenanceReader:
         return task
 
     async def read(self, path: Path) -> tuple[dict[str, Any], str | None]:
-        """The summary of ``path``'s credentials and, when it could not be read, why."""
+        """The summary of ``path``'s credentials and, when they could not be read, why."""
         start = time.perf_counter()
         try:
             return await self._read(path)
@@ -128,23 +181,34 @@ class ProvenanceReader:
         if size > self.max_bytes:
             message = f"the file ({size} bytes) is over the {self.max_bytes}-byte limit for reading credentials"
             return (_unreadable() if scan == "c2pa" else read.absent()), message
-        for attempt in (1, 2):
-            pool = self._pool_now()
-            future = asyncio.get_running_loop().run_in_executor(pool, read.read_summary, str(path))
+        async with self._semaphore():
             try:
-                summary = await asyncio.wait_for(future, self.timeout_s)
+                worker = self._idle.pop() if self._idle else await _Worker.start(self._settings_json, self.memory_bytes)
+            except (WorkerFailed, TimeoutError) as exc:
+                log.warning("a C2PA reader worker did not start: %s", exc)
+                return _unreadable(), "the content credentials reader crashed (it could not start)"
+            self._busy.add(worker)
+            try:
+                summary = await asyncio.wait_for(worker.read(path), self.timeout_s)
             except TimeoutError:
                 log.warning("reading the content credentials of %s took over %.1f s", path.name, self.timeout_s)
-                self._discard(pool)
+                await self._retire(worker)
                 return _unreadable(), f"reading the content credentials took over {self.timeout_s:g} s"
-            except BrokenProcessPool:  # a worker died (memory cap, crash), maybe while reading another file
-                self._discard(pool)
-                if attempt == 2:
-                    return _unreadable(), "the content credentials reader crashed on this file"
-                continue
-            error = summary.pop("error", None)
-            return (_unreadable(), error) if error else (summary, None)
-        raise AssertionError("unreachable")
+            except WorkerFailed as exc:  # the memory cap, a crash in native code
+                log.warning("the C2PA reader crashed on %s: %s", path.name, exc)
+                await self._retire(worker)
+                return _unreadable(), "the content credentials reader crashed on this file"
+            except BaseException:  # cancelled mid-read: the worker's state is unknown
+                await self._retire(worker)
+                raise
+            self._busy.discard(worker)
+            self._idle.append(worker)
+        error = summary.pop("error", None)
+        return (_unreadable() if summary.get("present") else read.absent(), error) if error else (summary, None)
+
+    async def _retire(self, worker: _Worker) -> None:
+        self._busy.discard(worker)
+        await worker.kill()
 
 
 def _unreadable() -> dict[str, Any]:
