@@ -62,7 +62,7 @@ def read(path: Path, **overrides: Any) -> tuple[dict[str, Any], str | None]:
         try:
             return await reader.read(path)
         finally:
-            reader.close()
+            await reader.aclose()
 
     return asyncio.run(run())
 
@@ -139,7 +139,7 @@ def test_bounds_size_time_and_memory(signed: Path) -> None:
             reader.timeout_s = 30.0
             return [first, await reader.read(signed / "ai.mp4")]
         finally:
-            reader.close()
+            await reader.aclose()
 
     (late, late_error), (again, again_error) = asyncio.run(timeout_then_read())
     assert late_error and "took over" in late_error and late["present"] and not late["valid"]
@@ -147,6 +147,22 @@ def test_bounds_size_time_and_memory(signed: Path) -> None:
 
     summary, error = read(signed / "ai.mp4", memory_mb=16)  # too small for the interpreter itself
     assert error and "crashed" in error and not summary["valid"]
+
+
+def test_workers_are_small_fresh_interpreters(signed: Path) -> None:
+    """The workers import the C2PA bindings, never the gateway's torch, whatever the parent's ``__main__``."""
+
+    async def maps() -> str:
+        reader = ProvenanceReader(workers=1, timeout_s=30.0, max_bytes=10**9, memory_mb=1024, trust_anchors=None)
+        try:
+            await reader.start()
+            (worker,) = reader._idle
+            return Path(f"/proc/{worker.process.pid}/maps").read_text()
+        finally:
+            await reader.aclose()
+
+    loaded = asyncio.run(maps())
+    assert "libc2pa_c" in loaded and "libtorch" not in loaded
 
 
 @pytest.mark.parametrize(
