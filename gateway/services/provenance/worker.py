@@ -29,6 +29,8 @@ def main() -> None:
             summary = {**read.absent(), "present": True, "error": "out of memory while reading the manifest store"}
         except OSError as exc:
             summary = {**read.absent(), "error": f"cannot read the file: {exc.strerror}"}
+        except Exception as exc:  # a manifest whose JSON has unexpected shapes: reported, the worker lives on
+            summary = {**read.absent(), "present": True, "error": f"unexpected manifest content ({type(exc).__name__})"}
         protocol.write(json.dumps(summary) + "\n")
 
 
