@@ -39,7 +39,7 @@ export: install
 triton: export
 	$(PY) -m triton_runtime $(TRITON_ARGS)
 
-.PHONY: serve bench-gateway
+.PHONY: serve bench-gateway bench-provenance
 serve: export
 	$(PY) -m gateway --with-triton
 
@@ -48,6 +48,9 @@ demo: export
 
 bench-gateway: export
 	$(PY) -m benchmarks.gateway_bench
+
+bench-provenance:  # issue 17: C2PA read time, signed and unsigned 10 s clip
+	$(PY) -m benchmarks.provenance_bench
 
 test: export
 	$(PY) -m pytest

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deepfake_core import constants as C
+from gateway.api.provenance_schemas import Provenance, VerdictReason  # issue 17
 
 
 class PredictOptions(BaseModel):
@@ -75,7 +76,9 @@ class PredictResponse(BaseModel):
     """The verdict, the overlay video's URL and how the time was spent."""
 
     predicted_class: Literal["REAL", "FAKE", "NO_FACE"]
-    confidence: float | None = Field(description="percentage for the predicted class; null for NO_FACE")
+    confidence: float | None = Field(
+        description="percentage for the predicted class; null for NO_FACE and when content credentials decide"
+    )
     output_url: str | None = Field(description="the Grad-CAM overlay video (H.264 mp4); null if it could not be stored")
     execution_time: str = Field(examples=["3.21 sec."])
     probability_fake: float = Field(
@@ -91,6 +94,16 @@ class PredictResponse(BaseModel):
     errors: list[ErrorEntry] = Field(default_factory=list)
     video: VideoInfo | None = None
     heatmap: bool = Field(description="whether the overlay carries Grad-CAM heatmaps")
+    # Issue 17: content credentials (C2PA) beside the verdict; README "Content credentials".
+    provenance: Provenance = Field(default_factory=Provenance, description="the video's C2PA content credentials")
+    verdict_reason: VerdictReason = Field(
+        default="detector",
+        description="content_credentials: valid, trusted credentials declare the video AI-generated, so the class "
+        "is FAKE whatever the detector says (confidence is then null); detector: the detector's verdict",
+    )
+    detector_class: Literal["REAL", "FAKE", "NO_FACE"] | None = Field(
+        default=None, description="the detector's own class (differs from predicted_class only by the credentials)"
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -164,6 +164,25 @@ class Settings(BaseSettings):
         default=None, description="torch device of Grad-CAM (default: cuda when available)"
     )
 
+    # Content credentials (C2PA), issue 17: README "Content credentials"
+    c2pa_trust_anchors: Path | None = Field(
+        default=None,
+        description="PEM file of the C2PA trust anchors a signer must chain to for trusted: true (e.g. the C2PA "
+        "conformance trust list; c2pa-python ships none). None: no signer is trusted",
+    )
+    c2pa_override: bool = Field(
+        default=True,
+        description="a valid, trusted manifest declaring the video AI-generated makes the verdict FAKE "
+        "(verdict_reason content_credentials); false: the credentials are only reported",
+    )
+    c2pa_timeout_s: float = Field(default=5.0, gt=0, description="longest read of one video's credentials")
+    c2pa_max_bytes: int = Field(
+        default=200 * MB, gt=0, description="larger files' credentials are not read (an errors entry says so)"
+    )
+    c2pa_memory_mb: int = Field(
+        default=1024, ge=0, description="address-space cap of each credentials reader process (0: none)"
+    )
+
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

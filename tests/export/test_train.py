@@ -137,7 +137,7 @@ def test_checkpoint_round_trip_through_onnx(
         "temporal_classifier": "exported"
     }
     served = json.loads((repo / "temporal_classifier" / "1" / "metadata.json").read_text())
-    assert served["version"] == "smoke-1" and served["threshold"] == 0.42
+    assert served["version"] == "smoke-1" and served["threshold"] == 0.5 and served["threshold_folded"] == 0.42
 
     clip: FaceClip = extractor(Sample(media["b"], 0, "b", "generated"))
     faces = normalize_crops(clip.crops)[None]

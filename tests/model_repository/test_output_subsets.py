@@ -22,7 +22,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from deepfake_core.ensemble_contract import ALL_OUTPUTS, ENSEMBLE, MAPS_OUTPUT, ensemble_inputs, requested_outputs
-from gateway.services.triton import _request as gateway_request
+from gateway.services.inference.triton import _request as gateway_request
 from tests.media import face_video, faceless_video
 from triton_runtime.process import TritonProcess
 
