@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # torch only where the model is touched: evaluation through Triton needs none
-    from deepfake_core.classifier import Classifier
+    from deepfake_core.classifier import Classifier, TemporalClassifier
 
-__all__ = ["apply_platt", "fit_platt", "fold_platt"]
+__all__ = ["apply_platt", "fit_frame_scale", "fit_platt", "fold_frame_scale", "fold_platt"]
 
 _EPS = 1e-7
 
@@ -58,3 +58,20 @@ def fit_platt(labels: np.ndarray, probs: np.ndarray, prior: float = 1e-2) -> tup
 def fold_platt(model: Classifier, a: float, b: float) -> None:
     """Make ``model``'s video logit ``a * logit + b`` (in place, exact up to float rounding)."""
     model.affine_logits(a, b)
+
+
+def fit_frame_scale(video_logits: np.ndarray, mean_frame_logits: np.ndarray) -> tuple[float, float]:
+    """(a, b) with ``a * mean_frame_logit + b ~ video_logit`` (least squares over videos): frame scores moved onto
+    the video score's scale, so a chart of frame scores agrees with the verdict in the usual case."""
+    design = np.stack([mean_frame_logits, np.ones_like(mean_frame_logits)], 1)
+    (a, b), *_ = np.linalg.lstsq(design, video_logits, rcond=None)
+    return float(a), float(b)
+
+
+def fold_frame_scale(model: TemporalClassifier, a: float, b: float) -> None:
+    """Make ``model``'s frame logits ``a * logit + b`` (in place); the video logit is unchanged."""
+    import torch
+
+    with torch.no_grad():
+        model.frame_head.weight.mul_(a)
+        model.frame_head.bias.mul_(a).add_(b)

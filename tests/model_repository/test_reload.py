@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ def test_a_new_checkpoint_is_served_without_a_restart(model_repository: Path, tm
     assert after != before, f"Triton still serves the old classifier:\n{server.log_tail()}"
     assert result.face_crops is not None
     faces = torch.from_numpy(normalize_crops(result.face_crops))[None]
+    model.affine_logits(1.0, -math.log(0.4 / 0.6))  # the export folds the threshold 0.4 into the served score
     with torch.no_grad():
         logit = model(faces, torch.from_numpy(result.has_face.astype(np.float32))[None]).video_logit
     assert float(torch.sigmoid(logit)[0]) == pytest.approx(result.prob_fake, abs=1e-3)  # the new weights answer

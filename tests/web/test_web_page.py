@@ -113,6 +113,14 @@ def check_chart(page: Any, body: dict[str, Any]) -> None:
     xs = points.evaluate_all("els => els.map(e => Number(e.querySelector('.dot').getAttribute('cx')))")
     assert xs == sorted(xs) and len(set(xs)) == len(xs)  # along the timeline, in order
     frame_time = 1 / body["video"]["fps"]
+    # The threshold line is the 50 % grid line: the served threshold is folded into the score (0.5).
+    assert body["threshold"] == 0.5
+    threshold_y, grid_ys = page.evaluate(
+        "() => [Number(document.querySelector('#chart line.threshold').getAttribute('y1')),"
+        " [...document.querySelectorAll('#chart .grid line')].map(l => Number(l.getAttribute('y1')))]"
+    )
+    assert threshold_y == pytest.approx(grid_ys[2])  # grid lines at 0, 25, 50, 75, 100 %
+    assert page.locator("#chart .threshold-label").text_content() == "threshold 50%"
 
     for i in (5, 1):
         points.nth(i).click()
