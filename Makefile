@@ -49,7 +49,7 @@ demo: export
 bench-gateway: export
 	$(PY) -m benchmarks.gateway_bench
 
-bench-provenance:  # issue 17: C2PA read time, signed and unsigned 10 s clip
+bench-provenance: install  # C2PA read time, signed and unsigned 10 s clip
 	$(PY) -m benchmarks.provenance_bench
 
 test: export

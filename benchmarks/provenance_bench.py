@@ -1,4 +1,4 @@
-"""Issue 17: how long reading a video's content credentials takes, on the 10 s 1280x720 benchmark clip unsigned
+"""How long reading a video's content credentials takes, on the 10 s 1280x720 benchmark clip unsigned
 and signed (a throwaway test chain, trusted), through the gateway's ``ProvenanceReader`` (worker processes, warm).
 
 ``python -m benchmarks.provenance_bench [--runs N]``: p50 / p95 / max per clip, in milliseconds, and as a share of

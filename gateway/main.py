@@ -40,14 +40,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     follower = TwinFollower(services.settings, services.pipeline, lambda path: load_gradcam(services.settings, path))
     task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
     services.runner.start()
-    await services.pipeline.provenance.start()  # issue 17: the C2PA reader's worker processes, warmed up
+    await services.pipeline.provenance.start()  # the C2PA reader's worker processes, warmed up
     try:
         yield
     finally:
         if task:
             task.cancel()
         await services.aclose()
-        await services.pipeline.provenance.aclose()  # issue 17
+        await services.pipeline.provenance.aclose()
 
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = system_resolver) -> FastAPI:

@@ -1,4 +1,4 @@
-"""Issue 17: the ``provenance`` object of a prediction (the video's C2PA content credentials) in the OpenAPI
+"""The ``provenance`` object of a prediction (the video's C2PA content credentials) in the OpenAPI
 schema. The policy that links it to the verdict: ``gateway.services.provenance.policy`` and the README."""
 
 from __future__ import annotations

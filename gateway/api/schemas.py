@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deepfake_core import constants as C
-from gateway.api.provenance_schemas import Provenance, VerdictReason  # issue 17
+from gateway.api.provenance_schemas import Provenance, VerdictReason
 
 
 class PredictOptions(BaseModel):
@@ -94,7 +94,7 @@ class PredictResponse(BaseModel):
     errors: list[ErrorEntry] = Field(default_factory=list)
     video: VideoInfo | None = None
     heatmap: bool = Field(description="whether the overlay carries Grad-CAM heatmaps")
-    # Issue 17: content credentials (C2PA) beside the verdict; README "Content credentials".
+    # Content credentials (C2PA) beside the verdict; README "Content credentials".
     provenance: Provenance = Field(default_factory=Provenance, description="the video's C2PA content credentials")
     verdict_reason: VerdictReason = Field(
         default="detector",

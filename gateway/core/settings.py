@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         default=None, description="torch device of Grad-CAM (default: cuda when available)"
     )
 
-    # Content credentials (C2PA), issue 17: README "Content credentials"
+    # Content credentials (C2PA): README "Content credentials"
     c2pa_trust_anchors: Path | None = Field(
         default=None,
         description="PEM file of the C2PA trust anchors a signer must chain to for trusted: true (e.g. the C2PA "

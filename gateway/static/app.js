@@ -452,7 +452,7 @@
   // --- the result ----------------------------------------------------------------------------------------------
 
   function verdictText(data) {
-    if (window.Provenance && window.Provenance.verdictText(data)) return window.Provenance.verdictText(data); // issue 17
+    if (window.Provenance && window.Provenance.verdictText(data)) return window.Provenance.verdictText(data);
     if (data.predicted_class === "NO_FACE") return "No face found";
     var c = Math.round(data.confidence);
     return (data.predicted_class === "FAKE" ? "Likely manipulated, " : "Likely authentic, ") + c + "%";
@@ -480,8 +480,8 @@
     els.verdict.textContent = verdictText(data);
     var frames = data.frames_analyzed, faces = data.faces_detected;
     var countText = frames + " frame" + (frames === 1 ? "" : "s") + " analysed, a face in " + faces + ".";
-    if (window.Provenance) window.Provenance.render(data); // issue 17: the content credentials panel
-    if (data.verdict_reason === "content_credentials") {  // issue 17: the detector's own result, still shown
+    if (window.Provenance) window.Provenance.render(data); // the content credentials panel
+    if (data.verdict_reason === "content_credentials") {  // the detector's own result, still shown
       els.verdictDetail.textContent = window.Provenance.detectorText(data) + " " + countText;
     } else if (data.predicted_class === "NO_FACE") {
       els.verdictDetail.textContent = "No face was detected in the analysed frames, so the model gives no verdict. " +

@@ -1,4 +1,4 @@
-/* Issue 17: the content credentials (C2PA) panel of a result, shown above the detector's score.
+/* The content credentials (C2PA) panel of a result, shown above the detector's score.
    window.Provenance.render(data) fills #provenance; window.Provenance.verdictText(data) is the headline when the
    credentials decided the verdict (null otherwise). The overlay video carries no credentials: this panel describes
    the analysed (original) video. */

@@ -31,7 +31,7 @@ from gateway.services.metrics import Metrics
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.prediction.progress import ProgressTracker
 from gateway.services.prediction.stages import Stage, StageClock
-from gateway.services.provenance import policy as provenance_policy  # issue 17: content credentials
+from gateway.services.provenance import policy as provenance_policy  # content credentials
 from gateway.services.provenance.service import ProvenanceReader
 from gateway.services.storage import Storage, StorageError
 
@@ -103,7 +103,7 @@ class Pipeline:
             max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s, max_frames=settings.max_frames
         )
         self.progress = ProgressTracker()  # stage updates for the web page
-        self.provenance = ProvenanceReader.from_settings(settings)  # issue 17: C2PA, read beside inference
+        self.provenance = ProvenanceReader.from_settings(settings)  # C2PA, read beside inference
 
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
@@ -113,21 +113,21 @@ class Pipeline:
             with clock.stage(Stage.PROBE):
                 info = await asyncio.to_thread(self._probe, job.source)
             with clock.stage(Stage.INFERENCE):
-                credentials = self.provenance.read_beside(job.source)  # issue 17: never raises, bounded in time
+                credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
                 result = await self._infer(job)
             cams = await self._gradcam(job, result)
-            provenance, verdict = await self._credentials(job, credentials, result)  # issue 17
+            provenance, verdict = await self._credentials(job, credentials, result)
             label = verdict.predicted_class
             output_url = await self._render_and_store(job, result, cams, label, info)
             self.metrics.observe_stages(clock.timings)
             self.metrics.verdicts.labels(label).inc()
             body = self._response(job, result, output_url, cams is not None)
-            return provenance_policy.apply(body, verdict, provenance)  # issue 17
+            return provenance_policy.apply(body, verdict, provenance)
 
     async def _credentials(
         self, job: PredictJob, credentials: asyncio.Task[tuple[dict[str, Any], str | None]], result: DetectorResult
     ) -> tuple[dict[str, Any], provenance_policy.Verdict]:
-        """Issue 17: the C2PA summary (an ``errors`` entry when it could not be read) and the verdict policy."""
+        """The C2PA summary (an ``errors`` entry when it could not be read) and the verdict policy."""
         provenance, error = await credentials
         if error is not None:
             job.errors.append({"stage": "provenance", "type": "credentials_unreadable", "message": error})

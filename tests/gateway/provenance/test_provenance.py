@@ -217,7 +217,7 @@ def test_gateway_trusted_ai_clip_is_fake(trusting: GatewayServer, clips: VideoSe
         unsigned = predict(c, clips.url("plain.mp4"))
         assert unsigned["provenance"]["present"] is False and unsigned["verdict_reason"] == "detector"
         assert unsigned["predicted_class"] == unsigned["detector_class"] and unsigned["errors"] == []
-        # The case the override exists for: the bundled weights call this clip REAL (0.62 < 0.66 when written).
+        # The case the override exists for: the bundled weights call this clip REAL (probability below 0.5).
         assert unsigned["predicted_class"] == "REAL", "the detector must say REAL for this test to mean anything"
 
         body = predict(c, clips.url("ai.mp4"))
