@@ -81,6 +81,13 @@ VIT_ARCH: dict[str, Any] = {
 _MASKED_SCORE = -1.0e4
 
 
+@torch.no_grad()
+def _affine_(layer: nn.Linear, a: float, b: float) -> None:
+    """Make ``layer``'s output ``a * output + b`` in place (scaled weights, shifted bias)."""
+    layer.weight.mul_(a)
+    layer.bias.mul_(a).add_(b)
+
+
 class ClassifierOutput(NamedTuple):
     """Raw outputs: ``video_logit [B]`` and ``frame_logits [B, T]``."""
 
@@ -324,11 +331,14 @@ class TemporalClassifier(nn.Module):
         """What a checkpoint stores: everything."""
         return self.state_dict()
 
-    @torch.no_grad()
     def affine_logits(self, a: float, b: float) -> None:
         """Make the video logit ``a * logit + b`` (calibration, threshold folding); frame logits are unchanged."""
-        self.video_head.weight.mul_(a)
-        self.video_head.bias.mul_(a).add_(b)
+        _affine_(self.video_head, a, b)
+
+    def affine_frame_logits(self, a: float, b: float) -> None:
+        """Make the frame logits ``a * logit + b`` (their scale, see ``export.frame_scale``); the video logit is
+        unchanged."""
+        _affine_(self.frame_head, a, b)
 
     def gradcam_target_layer(self) -> nn.Module:
         """Module for Grad-CAM to hook: the per-frame head conv + BN + activation (last map before pooling)."""
@@ -408,11 +418,9 @@ class FrameMeanClassifier(nn.Module):
         """What a checkpoint stores: the head (the encoder is the package's, unchanged)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("frame_encoder.")}
 
-    @torch.no_grad()
     def affine_logits(self, a: float, b: float) -> None:
         """Make every frame logit, and so the video logit (their mean), ``a * logit + b``."""
-        self.frame_head.weight.mul_(a)
-        self.frame_head.bias.mul_(a).add_(b)
+        _affine_(self.frame_head, a, b)
 
     def gradcam_target_layer(self) -> nn.Module:
         """Grad-CAM's target: the encoder's patch-token maps (an identity whose output is ``feature_maps``)."""

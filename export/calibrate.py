@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # torch only where the model is touched: evaluation through Triton needs none
-    from deepfake_core.classifier import Classifier, TemporalClassifier
+    from deepfake_core.classifier import Classifier
 
-__all__ = ["apply_platt", "fit_frame_scale", "fit_platt", "fold_frame_scale", "fold_platt"]
+__all__ = ["apply_platt", "fit_frame_scale", "fit_platt", "fold_platt"]
 
 _EPS = 1e-7
 
@@ -66,12 +66,3 @@ def fit_frame_scale(video_logits: np.ndarray, mean_frame_logits: np.ndarray) -> 
     design = np.stack([mean_frame_logits, np.ones_like(mean_frame_logits)], 1)
     (a, b), *_ = np.linalg.lstsq(design, video_logits, rcond=None)
     return float(a), float(b)
-
-
-def fold_frame_scale(model: TemporalClassifier, a: float, b: float) -> None:
-    """Make ``model``'s frame logits ``a * logit + b`` (in place); the video logit is unchanged."""
-    import torch
-
-    with torch.no_grad():
-        model.frame_head.weight.mul_(a)
-        model.frame_head.bias.mul_(a).add_(b)
