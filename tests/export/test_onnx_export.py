@@ -6,6 +6,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -216,33 +217,35 @@ def test_checkpoint_export(tmp_path: Path) -> None:
     assert json.loads((folder / "metadata.json").read_text())["version"] == "small-2"
 
 
+def _export_checkpoint(tmp_path: Path, model: Classifier, metadata: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Save ``model`` as a checkpoint, export it alone into a fresh repository: (its version folder, metadata.json)."""
+    ckpt = save_checkpoint(tmp_path / "model.pt", model, metadata)
+    assert export_models(tmp_path / "repo", ckpt, only=["temporal_classifier"], log=lambda _: None) == {
+        "temporal_classifier": "exported"
+    }
+    folder = tmp_path / "repo" / "temporal_classifier" / "1"
+    return folder, json.loads((folder / "metadata.json").read_text())
+
+
 def test_imagenet_lite0_checkpoint_export(tmp_path: Path) -> None:
     """The EfficientNet-Lite0 encoder (TF padding, ReLU6, input mapping) from its ImageNet weights: ONNX equals
     torch on the served signature."""
     model = untrained_classifier({"backbone": "effnet_lite0"})
     load_imagenet(model)
-    ckpt = save_checkpoint(tmp_path / "lite.pt", model.eval(), {"version": "lite-1"})
-    assert export_models(tmp_path / "repo", ckpt, only=["temporal_classifier"], log=lambda _: None) == {
-        "temporal_classifier": "exported"
-    }
-    folder = tmp_path / "repo" / "temporal_classifier" / "1"
-    assert json.loads((folder / "metadata.json").read_text())["arch"]["backbone"] == "effnet_lite0"
+    folder, meta = _export_checkpoint(tmp_path, model.eval(), {"version": "lite-1"})
+    assert meta["arch"]["backbone"] == "effnet_lite0"
     faces = np.random.default_rng(5).normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
     assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.array([[1, 1, 0], [1, 1, 1]], np.float32))
 
 
 def test_vit_frame_mean_checkpoint_export(tmp_path: Path) -> None:
-    """The bundled arch (frozen DINOv2 ViT-S/14 from its package + a linear frame head, head-only checkpoint):
+    """The vit_frame_mean arch (frozen DINOv2 ViT-S/14 from its package + a linear frame head, head-only checkpoint):
     ONNX equals torch on the served signature, FEATURE_MAPS are the patch-token maps."""
     model = build_classifier(VIT_ARCH, pretrained=True).eval()
     with torch.no_grad():
         model.frame_head.weight.copy_(torch.linspace(-0.05, 0.05, model.frame_head.in_features)[None])
-    ckpt = save_checkpoint(tmp_path / "vit.pt", model, {"version": "vit-1", "threshold": 0.5})
-    assert export_models(tmp_path / "repo", ckpt, only=["temporal_classifier"], log=lambda _: None) == {
-        "temporal_classifier": "exported"
-    }
-    folder = tmp_path / "repo" / "temporal_classifier" / "1"
-    assert json.loads((folder / "metadata.json").read_text())["arch"]["name"] == "vit_frame_mean"
+    folder, meta = _export_checkpoint(tmp_path, model, {"version": "vit-1", "threshold": 0.5})
+    assert meta["arch"]["name"] == "vit_frame_mean"
     faces = np.random.default_rng(6).normal(size=(2, 3, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
     assert_onnx_equals_torch(folder / "model.onnx", model, faces, np.array([[1, 1, 0], [0, 0, 0]], np.float32))
 
