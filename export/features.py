@@ -35,7 +35,8 @@ from export.self_blend import draw_params, self_blend_clip
 
 __all__ = ["ENCODERS", "build_encoder", "clip_variants", "extract", "face_frames"]
 
-ENCODERS = ("dinov2_112", "dinov2_168", "lite0_224")
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "classifier.pt"
+ENCODERS = ("dinov2_112", "dinov2_168", "lite0_224", "lite0_bundled")
 
 
 def build_encoder(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -56,7 +57,28 @@ def build_encoder(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         model = TemporalClassifier(resolve_arch({"backbone": "effnet_lite0"})).eval()
         load_imagenet(model)
         return model.frame_encoder
+    if name == "lite0_bundled":
+        return _bundled_frame_features()
     raise ValueError(f"unknown encoder {name!r}; one of {', '.join(ENCODERS)}")
+
+
+def _bundled_frame_features(path: Path = BUNDLED_CHECKPOINT) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The bundled checkpoint's frame encoder up to its last MBConv block, frozen: that block's input maps,
+    flattened ``[N, C * h * w]`` (192 x 7 x 7), so heads can tune the last block (``export.tune_last_block``)."""
+    from deepfake_core.checkpoint import load_checkpoint
+    from deepfake_core.classifier import TemporalClassifier
+
+    model, _ = load_checkpoint(path)
+    if not isinstance(model, TemporalClassifier):
+        raise ValueError(f"{path} is not a TemporalClassifier checkpoint")
+    encoder = model.eval().frame_encoder
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        if encoder.lite:
+            x = x * encoder.input_scale + encoder.input_shift
+        return encoder.blocks[:-1](encoder.stem(x)).flatten(1)
+
+    return encode
 
 
 def face_frames(clip: FaceClip, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
