@@ -22,17 +22,17 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.triton_bench import RESULTS, bench_clip
 from clients.triton_client import DetectorClient, ServerUnavailableError, VideoRejectedError
-from deepfake_core.ensemble_contract import ALL_OUTPUTS, MAPS_OUTPUT, VERDICT_OUTPUTS
+from deepfake_core.ensemble_contract import ALL_OUTPUTS, TRACK_MAPS_OUTPUT, VERDICT_OUTPUTS
 from triton_runtime.process import TritonProcess
 from triton_runtime.server import DEFAULT_MODEL_REPOSITORY, ServerOptions
 
 OUTPUT_SETS: dict[str, tuple[str, ...]] = {
     "all outputs": ALL_OUTPUTS,
-    "gateway (verdict + FEATURE_MAPS)": (*VERDICT_OUTPUTS, MAPS_OUTPUT),
+    "gateway (verdict + TRACK_FEATURE_MAPS)": (*VERDICT_OUTPUTS, TRACK_MAPS_OUTPUT),
     "verdict": VERDICT_OUTPUTS,
     "PROB_FAKE": ("PROB_FAKE",),
 }
-STEPS = ("face_crop", "face_crop_images", "temporal_classifier")
+STEPS = ("face_crop", "face_crop_images", "track_classifier", "temporal_classifier")
 STAGES = ("compute_input", "compute_infer", "compute_output")
 
 

@@ -40,6 +40,10 @@ MTCNN_RNET_PER_FRAME = 24  # P-Net candidates per frame passed to R-Net (best fi
 MTCNN_ONET_PER_FRAME = 8  # R-Net candidates per frame passed to O-Net
 MTCNN_KEY_STRIDE = 4  # the full cascade runs on every 4th sampled frame; O-Net follows faces in between
 
+# Faces per video: the MAX_FACES most prominent face tracks are classified (one batch), the video's score is the
+# highest of theirs (deepfake_core.faces.analysed_tracks has the rule that drops tiny and fleeting tracks).
+MAX_FACES = 4
+
 # Model identity reported with every verdict.
 MODEL_NAME = "deepfake_detector"
 UNTRAINED_VERSION = "untrained"

@@ -17,8 +17,17 @@ from deepfake_core import constants as C
 ENSEMBLE = "deepfake_detector"
 VIDEO_INPUT = "VIDEO"
 NUM_FRAMES_INPUT = "NUM_FRAMES"
-# Outputs every caller gets; FACE_CROPS (T x 224 x 224 x 3 uint8) and FEATURE_MAPS (T x C x 7 x 7 float16,
-# for Grad-CAM) only when asked for: they are large.
+# One row per analysed face track (most prominent first), which of them decided, how many people were not analysed.
+TRACK_OUTPUTS = (
+    "TRACK_PROB_FAKE",
+    "TRACK_BOXES",
+    "TRACK_HAS_FACE",
+    "TRACK_FRAME_SCORES",
+    "DECIDING_FACE",
+    "UNANALYSED_FACES",
+)
+# Outputs every caller gets (the per-face ones included); FACE_CROPS (T x 224 x 224 x 3 uint8), FEATURE_MAPS
+# (T x C x 7 x 7 float16, for Grad-CAM) and TRACK_FEATURE_MAPS (F x T x C x 7 x 7) only when asked for: they are large.
 VERDICT_OUTPUTS = (
     "PROB_FAKE",
     "VIDEO_LOGIT",
@@ -33,12 +42,14 @@ VERDICT_OUTPUTS = (
     "FPS",
     "FRAME_COUNT",
     "FRAME_SIZE",
+    *TRACK_OUTPUTS,
 )
 CROPS_OUTPUT = "FACE_CROPS"
 MAPS_OUTPUT = "FEATURE_MAPS"
-ALL_OUTPUTS = (*VERDICT_OUTPUTS, CROPS_OUTPUT, MAPS_OUTPUT)
+TRACK_MAPS_OUTPUT = "TRACK_FEATURE_MAPS"  # [F, T, C, 7, 7] float16: Grad-CAM of every face
+ALL_OUTPUTS = (*VERDICT_OUTPUTS, CROPS_OUTPUT, MAPS_OUTPUT, TRACK_MAPS_OUTPUT)
 # What DetectorResult.to_json reads (the CLI's default request): the verdict outputs less VIDEO_LOGIT, LANDMARKS
-# and FACE_SCORES.
+# and FACE_SCORES (the per-face outputs are optional there: without them the answer has no "faces").
 JSON_OUTPUTS = (
     "PROB_FAKE",
     "FRAME_SCORES",
@@ -50,6 +61,7 @@ JSON_OUTPUTS = (
     "FPS",
     "FRAME_COUNT",
     "FRAME_SIZE",
+    *TRACK_OUTPUTS,
 )
 
 
@@ -134,6 +146,14 @@ class DetectorResult:
     face_scores: np.ndarray | None = None  # [T] detector confidence
     face_crops: np.ndarray | None = None  # [T, 224, 224, 3] uint8 when requested
     feature_maps: np.ndarray | None = None  # [T, C, h, w] float16 when requested (the encoder's maps)
+    # Per analysed face track (F rows, most prominent first; one empty row when no face): None when not requested.
+    track_prob_fake: np.ndarray | None = None  # [F]
+    track_boxes: np.ndarray | None = None  # [F, T, 4] original pixels; zeros where the face is absent
+    track_has_face: np.ndarray | None = None  # bool [F, T]
+    track_frame_scores: np.ndarray | None = None  # [F, T]
+    track_feature_maps: np.ndarray | None = None  # [F, T, C, h, w] float16 when requested
+    deciding_face: int = 0  # the track whose score is the video's (the highest)
+    unanalysed_faces: int = 0  # people beyond the ensemble's max_faces, not analysed
 
     @classmethod
     def from_outputs(cls, get: Callable[[str], np.ndarray | None]) -> DetectorResult:
@@ -150,6 +170,9 @@ class DetectorResult:
 
         size = out("FRAME_SIZE")
         logit = optional("VIDEO_LOGIT")
+        deciding = optional("DECIDING_FACE")
+        unanalysed = optional("UNANALYSED_FACES")
+        track_has_face = optional("TRACK_HAS_FACE")
         return cls(
             prob_fake=float(out("PROB_FAKE")[0]),
             frame_scores=out("FRAME_SCORES"),
@@ -167,6 +190,13 @@ class DetectorResult:
             face_scores=optional("FACE_SCORES"),
             face_crops=optional(CROPS_OUTPUT),
             feature_maps=optional(MAPS_OUTPUT),
+            track_prob_fake=optional("TRACK_PROB_FAKE"),
+            track_boxes=optional("TRACK_BOXES"),
+            track_has_face=None if track_has_face is None else track_has_face.astype(bool),
+            track_frame_scores=optional("TRACK_FRAME_SCORES"),
+            track_feature_maps=optional(TRACK_MAPS_OUTPUT),
+            deciding_face=0 if deciding is None else int(deciding[0]),
+            unanalysed_faces=0 if unanalysed is None else int(unanalysed[0]),
         )
 
     def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> str:
@@ -190,6 +220,43 @@ class DetectorResult:
             )
         return rows
 
+    def face_tracks(self) -> list[int]:
+        """Indices of the analysed tracks that hold a face (empty without the per-face outputs or without faces)."""
+        if self.track_has_face is None or self.track_prob_fake is None or not self.face_found:
+            return []
+        return [int(k) for k in np.flatnonzero(self.track_has_face.any(axis=1))]
+
+    def faces_json(self, threshold: float = C.DECISION_THRESHOLD) -> list[dict[str, Any]]:
+        """Per analysed face: its verdict, when it was seen and its frames (only those it is in)."""
+        if self.track_prob_fake is None or self.track_has_face is None or self.track_boxes is None:
+            return []
+        scores = self.track_frame_scores
+        faces = []
+        for k in self.face_tracks():
+            prob = float(self.track_prob_fake[k])
+            seen = np.flatnonzero(self.track_has_face[k])
+            faces.append(
+                {
+                    "track_id": k,
+                    "predicted_class": "FAKE" if prob >= threshold else "REAL",
+                    "confidence": round(100.0 * stated_confidence(prob, threshold), 2),
+                    "probability_fake": round(prob, 6),
+                    "deciding": k == self.deciding_face,
+                    "first_seen": round(float(self.timestamps[seen[0]]), 4),
+                    "last_seen": round(float(self.timestamps[seen[-1]]), 4),
+                    "frames": [
+                        {
+                            "frame_index": int(self.frame_indices[i]),
+                            "timestamp": round(float(self.timestamps[i]), 4),
+                            "score": None if scores is None else round(float(scores[k, i]), 6),
+                            "box": [round(float(v), 1) for v in self.track_boxes[k, i]],
+                        }
+                        for i in seen
+                    ],
+                }
+            )
+        return faces
+
     def to_json(self, threshold: float = C.DECISION_THRESHOLD) -> dict[str, Any]:
         """The verdict as a JSON-ready dict."""
         label = self.predicted_class(threshold)
@@ -209,4 +276,7 @@ class DetectorResult:
                 "frames": self.frame_count,
             },
             "frame_scores": self.frames_json(),
+            "faces": self.faces_json(threshold),
+            "deciding_face": self.deciding_face if self.face_tracks() else None,
+            "faces_not_analysed": self.unanalysed_faces,
         }

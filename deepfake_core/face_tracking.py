@@ -29,9 +29,9 @@ from deepfake_core.mtcnn_cascade import (
 
 # O-Net's refined box must overlap the predicted one this much, else the frame is re-detected.
 MIN_FOLLOW_IOU = 0.5
-# Faces followed between key frames (most prominent first): the main face is chosen over ALL frames afterwards,
-# so runners-up are followed too, else following would favour whichever face led on the key frames.
-FOLLOWED_TRACKS = 3
+# Faces followed between key frames (most prominent first; DetectorParams.followed_tracks of them): the analysed
+# faces are chosen over ALL frames afterwards, so runners-up are followed too, else following would favour whichever
+# faces led on the key frames.
 
 
 def key_frames(video_ids: np.ndarray, key_stride: int) -> np.ndarray:
@@ -47,11 +47,14 @@ def key_frames(video_ids: np.ndarray, key_stride: int) -> np.ndarray:
     return key
 
 
-def _predictions(found: list[FrameFaces], members: np.ndarray, key: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Predicted boxes (frame, box) on the non-key frames of one video, for each of its main key-frame tracks."""
+def _predictions(
+    found: list[FrameFaces], members: np.ndarray, key: np.ndarray, followed: int
+) -> list[tuple[int, np.ndarray]]:
+    """Predicted boxes (frame, box) on the non-key frames of one video, for each of its `followed` main key-frame
+    tracks."""
     keys = members[key[members]]
     out: list[tuple[int, np.ndarray]] = []
-    for track in link_tracks([found[i] for i in keys], limit=FOLLOWED_TRACKS):
+    for track in link_tracks([found[i] for i in keys], limit=followed):
         for a in range(len(keys) - 1):
             has_a, has_b = bool(track.present[a]), bool(track.present[a + 1])
             if not (has_a or has_b):
@@ -73,7 +76,8 @@ def track_faces(
 ) -> list[FrameFaces]:
     """Faces per frame of frames [N,H,W,3] uint8 RGB (same size), like `detect_faces`, at a fraction of its cost.
 
-    Key frames hold every face found; a followed frame holds the faces followed into it (at most FOLLOWED_TRACKS).
+    Key frames hold every face found; a followed frame holds the faces followed into it (at most
+    `params.followed_tracks`).
     `video_ids` keeps videos batched together independent of each other (each video's key frames, track and
     fallbacks are its own).
     `params.key_stride <= 1` detects on every frame.
@@ -89,7 +93,7 @@ def track_faces(
 
     predicted: list[tuple[int, np.ndarray]] = []
     for video in np.unique(ids):
-        predicted += _predictions(found, np.flatnonzero(ids == video), key)
+        predicted += _predictions(found, np.flatnonzero(ids == video), key, params.followed_tracks)
     followed = np.zeros(len(frames), bool)
     if predicted:
         which = np.array([i for i, _ in predicted], np.int64)

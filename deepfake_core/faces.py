@@ -22,6 +22,13 @@ MAX_TRACK_GAP = 4  # sampled frames a track may miss before it can no longer be 
 MIN_TRACK_IOU = 0.2
 MAX_CENTRE_SHIFT = 2.0
 MAX_SIZE_RATIO = 2.0
+# Which tracks are people worth a verdict (`analysed_tracks`): besides the most prominent track (always analysed),
+# a track must be seen in at least MIN_TRACK_FRAME_FRACTION of the sampled frames (and never fewer than
+# MIN_TRACK_FRAMES), and its median face size must be at least MIN_TRACK_SIZE_RATIO of the most prominent track's:
+# one-frame false detections and tiny background faces are dropped.
+MIN_TRACK_FRAMES = 2
+MIN_TRACK_FRAME_FRACTION = 1.0 / 8.0
+MIN_TRACK_SIZE_RATIO = 0.25
 
 
 @dataclass
@@ -77,6 +84,41 @@ def main_face_track(frames: Sequence[FrameFaces]) -> FaceTrack:
         landmarks=np.zeros((t, 5, 2), np.float32),
         present=np.zeros(t, bool),
     )
+
+
+@dataclass
+class AnalysedTracks:
+    """The tracks a video's verdict is made of, most prominent first, and how many more people were left out."""
+
+    tracks: list[FaceTrack]
+    unanalysed: int  # tracks that passed the rule but were beyond `max_faces`
+
+
+def _median_size(track: FaceTrack) -> float:
+    boxes = track.boxes[track.present]
+    return float(
+        np.median(np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)))
+    )
+
+
+def analysed_tracks(frames: Sequence[FrameFaces], max_faces: int = C.MAX_FACES) -> AnalysedTracks:
+    """The up to `max_faces` most prominent tracks that pass the rule above (see the MIN_TRACK_* constants).
+
+    Prominence is `link_tracks`' weight: presence x size x detector score. The most prominent track is always
+    analysed, so a single-face video gets the same verdict as with the main face alone.
+    """
+    tracks = link_tracks(frames)
+    if not tracks:
+        return AnalysedTracks(tracks=[], unanalysed=0)
+    t = len(frames)
+    min_frames = min(t, max(MIN_TRACK_FRAMES, int(np.ceil(MIN_TRACK_FRAME_FRACTION * t))))
+    main_size = _median_size(tracks[0])
+    kept = [tracks[0]] + [
+        track
+        for track in tracks[1:]
+        if int(track.present.sum()) >= min_frames and _median_size(track) >= MIN_TRACK_SIZE_RATIO * main_size
+    ]
+    return AnalysedTracks(tracks=kept[: max(1, max_faces)], unanalysed=max(0, len(kept) - max(1, max_faces)))
 
 
 def link_tracks(frames: Sequence[FrameFaces], limit: int | None = None) -> list[FaceTrack]:

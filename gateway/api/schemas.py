@@ -42,6 +42,28 @@ class FrameScore(BaseModel):
     box: list[float] | None = Field(description="face box x1, y1, x2, y2 in video pixels; null where no face")
 
 
+class FaceFrame(BaseModel):
+    """One analysed frame in which a face was found."""
+
+    frame_index: int = Field(description="index of the frame in the video")
+    timestamp: float = Field(description="seconds from the start")
+    score: float | None = Field(description="this face's fake probability in this frame (same scale as FrameScore)")
+    box: list[float] = Field(description="this face's box x1, y1, x2, y2 in video pixels")
+
+
+class FaceVerdict(BaseModel):
+    """One analysed person (face track): its own verdict and the frames it is in."""
+
+    track_id: int = Field(description="the track's index: 0 is the most prominent face (presence x size x score)")
+    predicted_class: Literal["REAL", "FAKE"]
+    confidence: float = Field(description="percentage for this face's class")
+    probability_fake: float = Field(description="calibrated probability that this face is manipulated")
+    deciding: bool = Field(description="this face's score is the video's (the highest of all faces)")
+    first_seen: float = Field(description="seconds: first analysed frame with this face")
+    last_seen: float = Field(description="seconds: last analysed frame with this face")
+    frames: list[FaceFrame]
+
+
 class Timings(BaseModel):
     """Seconds per stage (0 for a stage that did not run)."""
 
@@ -87,7 +109,16 @@ class PredictResponse(BaseModel):
     threshold: float = Field(description="decision threshold of probability_fake: 0.5 (folded into the calibration)")
     frames_analyzed: int
     faces_detected: int
-    frame_scores: list[FrameScore]
+    frame_scores: list[FrameScore] = Field(description="per analysed frame, the deciding face's score and box")
+    faces: list[FaceVerdict] = Field(
+        default_factory=list,
+        description="every analysed person, most prominent first; the video's probability_fake is the highest of "
+        "theirs (one manipulated person makes the video manipulated); empty for NO_FACE",
+    )
+    deciding_face: int | None = Field(default=None, description="track_id of the face that decided the verdict")
+    faces_not_analysed: int = Field(
+        default=0, description="people beyond the service's limit of faces per video (4 by default), not analysed"
+    )
     timings: Timings
     model: ModelRef
     request_id: str

@@ -1,5 +1,6 @@
 /* The analysts' page: submit a video (URL or file), follow the stages, show the verdict, the overlay video, the
- * per-frame score chart (SVG), face thumbnails cut from the overlay video, the timings and the raw JSON.
+ * per-frame score chart (SVG), face thumbnails cut from the overlay video, the people in the video (several faces:
+ * each with a thumbnail and verdict; selecting one shows their chart), the timings and the raw JSON.
  * Plain browser JavaScript, no library, no build step. Talks only to its own origin (and plays the overlay video
  * from wherever the gateway stored it). */
 (function () {
@@ -22,7 +23,8 @@
     result: $("result"), verdictBox: $("verdict-box"), verdict: $("verdict"), verdictDetail: $("verdict-detail"),
     warnings: $("result-warnings"), player: $("player"), playerNote: $("player-note"),
     timings: $("timings"), details: $("details"), jsonLink: $("json-link"), jsonDownload: $("json-download"),
-    json: $("json"), chart: $("chart"), thumbs: $("thumbs"), thumbsNote: $("thumbs-note")
+    json: $("json"), chart: $("chart"), thumbs: $("thumbs"), thumbsNote: $("thumbs-note"),
+    people: $("people"), peopleList: $("people-list"), peopleNote: $("people-note"), chartTitle: $("chart-title")
   };
 
   // The stages as the server lists them (gateway.services.prediction.stages, rendered into the page's list).
@@ -525,8 +527,9 @@
     els.jsonDownload.setAttribute("download", "prediction-" + data.request_id + ".json");
 
     els.result.hidden = false;
+    var peopleJobs = renderPeople(data);
     renderChart();
-    renderThumbs(data);
+    renderThumbs(data, peopleJobs);
     els.verdict.focus();
     announce("Result: " + verdictText(data));
   }
@@ -592,7 +595,7 @@
   }
 
   function nearestFrame(t) {
-    var frames = shown ? shown.data.frame_scores : [];
+    var frames = shown ? chartFrames() : [];
     var best = -1, bestDist = Infinity;
     frames.forEach(function (f, i) {
       var d = Math.abs(f.timestamp + 0.5 / fps() - t);
@@ -610,7 +613,18 @@
     }
     var k = nearestFrame(t);
     shown.points.forEach(function (p, i) { p.classList.toggle("current", i === k); });
-    shown.thumbs.forEach(function (b, i) { b.classList.toggle("current", i === k); });
+    var j = nearestThumb(t);
+    shown.thumbs.forEach(function (b, i) { b.classList.toggle("current", i === j); });
+  }
+
+  function nearestThumb(t) {
+    var frames = shown ? shown.data.frame_scores || [] : [];
+    var best = -1, bestDist = Infinity;
+    frames.forEach(function (f, i) {
+      var d = Math.abs(f.timestamp + 0.5 / fps() - t);
+      if (d < bestDist) { best = i; bestDist = d; }
+    });
+    return best;
   }
 
   els.player.addEventListener("timeupdate", function () { updatePlayhead(els.player.currentTime); });
@@ -626,10 +640,17 @@
     return 10 * mag;
   }
 
+  // The chart's frames: the selected person's (only the frames they are in), else the video's (the deciding face's).
+  function chartFrames() {
+    var data = shown.data;
+    var face = (data.faces || []).filter(function (f) { return f.track_id === shown.face; })[0];
+    return face && (data.faces || []).length > 1 ? face.frames : data.frame_scores || [];
+  }
+
   function renderChart() {
     if (!shown) return;
     var data = shown.data;
-    var frames = data.frame_scores || [];
+    var frames = chartFrames();
     var width = Math.max(280, Math.round(els.chart.clientWidth || 600));
     var narrow = width < 480;
     var height = narrow ? 190 : 230;
@@ -751,7 +772,64 @@
 
   // --- thumbnails, cut from the overlay video at each analysed frame -------------------------------------------
 
-  function renderThumbs(data) {
+  // --- the people (issue 14): one entry per analysed face, shown when there is more than one ----------------
+
+  function personName(face) { return "Person " + (face.track_id + 1); }
+
+  function personVerdict(face) {
+    return (face.predicted_class === "FAKE" ? "likely manipulated, " : "likely authentic, ") + Math.round(face.confidence) + "%";
+  }
+
+  function selectPerson(trackId) {
+    shown.face = trackId;
+    var face = (shown.data.faces || []).filter(function (f) { return f.track_id === trackId; })[0];
+    els.peopleList.querySelectorAll("button.person").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(Number(b.dataset.trackId) === trackId));
+    });
+    els.chartTitle.textContent = face && shown.data.faces.length > 1
+      ? "Score of each analysed frame: " + personName(face)
+      : "Score of each analysed frame";
+    renderChart();
+  }
+
+  function renderPeople(data) {
+    var faces = data.faces || [];
+    els.peopleList.textContent = "";
+    shown.face = data.deciding_face;
+    els.chartTitle.textContent = "Score of each analysed frame";
+    var notAnalysed = data.faces_not_analysed || 0;
+    els.people.hidden = faces.length < 2 && !notAnalysed;  // one face: the page looks as it always did
+    if (els.people.hidden) return [];
+    els.peopleNote.textContent = "The video's verdict is its most suspicious person's. Select a person to show their scores." +
+      (notAnalysed ? " " + notAnalysed + " more " + (notAnalysed === 1 ? "person was" : "people were") +
+        " not analysed (the service analyses the " + faces.length + " most prominent faces)." : "");
+    var jobs = [];
+    faces.forEach(function (face) {
+      var kind = face.predicted_class === "FAKE" ? "fake" : "real";
+      var li = el("li");
+      var button = el("button", {
+        type: "button", class: "person " + kind, "data-track-id": face.track_id,
+        "aria-pressed": String(face.track_id === data.deciding_face),
+        "aria-label": personName(face) + ": " + personVerdict(face) + (face.deciding ? ", decided the verdict" : "")
+      });
+      var canvas = el("canvas", { width: 96, height: 96, "aria-hidden": "true" });
+      button.appendChild(canvas);
+      var text = el("span", { class: "person-text", "aria-hidden": "true" });
+      text.appendChild(el("strong", null, personName(face)));
+      text.appendChild(el("span", { class: "person-verdict" }, personVerdict(face)));
+      text.appendChild(el("span", { class: "person-seen" }, seconds(face.first_seen) + " – " + seconds(face.last_seen) +
+        (face.deciding ? " · decided the verdict" : "")));
+      button.appendChild(text);
+      button.addEventListener("click", function () { selectPerson(face.track_id); });
+      li.appendChild(button);
+      els.peopleList.appendChild(li);
+      var middle = face.frames[Math.floor(face.frames.length / 2)];
+      if (middle && data.output_url) jobs.push({ frame: middle, canvas: canvas });
+    });
+    return jobs;
+  }
+
+  function renderThumbs(data, extraJobs) {
     els.thumbs.textContent = "";
     shown.thumbs = [];
     var frames = data.frame_scores || [];
@@ -790,6 +868,7 @@
       els.thumbs.appendChild(li);
       shown.thumbs.push(button);
     });
+    jobs = (extraJobs || []).concat(jobs);
     if (jobs.length) cutThumbnails(data, jobs);
   }
 

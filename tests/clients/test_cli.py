@@ -24,6 +24,9 @@ def test_cli_prints_the_verdict_over_grpc_and_http(triton: TritonProcess, tmp_pa
         answer = json.loads(done.stdout)
         assert answer["predicted_class"] in ("REAL", "FAKE")
         assert answer["frames_analyzed"] == 8 and answer["faces_detected"] >= 7
+        # the per-face results (issue 14): one face, which decides
+        assert [f["track_id"] for f in answer["faces"]] == [0] and answer["deciding_face"] == 0
+        assert answer["faces"][0]["probability_fake"] == answer["probability_fake"]
 
 
 def test_cli_reports_a_rejected_video(triton: TritonProcess, tmp_path: Path) -> None:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -12,6 +15,7 @@ from hypothesis import strategies as st
 
 from deepfake_core.ensemble_contract import (
     ALL_OUTPUTS,
+    ENSEMBLE,
     JSON_OUTPUTS,
     MAPS_OUTPUT,
     VERDICT_OUTPUTS,
@@ -83,10 +87,66 @@ def test_verdict_json_reads_the_same_way_as_the_probability() -> None:
 
 
 def test_requested_outputs_take_any_non_empty_subset_of_the_ensembles_outputs() -> None:
-    assert len(ALL_OUTPUTS) == len(set(ALL_OUTPUTS)) == 15
+    config = (Path(__file__).resolve().parents[2] / "model_repository" / ENSEMBLE / "config.pbtxt").read_text()
+    assert len(ALL_OUTPUTS) == len(set(ALL_OUTPUTS))
+    assert set(ALL_OUTPUTS) == set(re.findall(r'\{ name: "(\w+)" data_type', config)) - {"VIDEO", "NUM_FRAMES"}
     assert set(JSON_OUTPUTS) < set(VERDICT_OUTPUTS) < set(ALL_OUTPUTS)
     for client in (grpcclient, httpclient):
         assert [o.name() for o in requested_outputs(client, ["FACE_CROPS"])] == ["FACE_CROPS"]
         for bad in ([], ["PROB_FAKE", "VERDICT"]):
             with pytest.raises(ValueError, match="ask for one or more of"):
                 requested_outputs(client, bad)
+
+
+def _two_faces(t: int = 4) -> DetectorResult:
+    """An answer with two analysed faces; the second (smaller, seen in frames 1-2) is the suspicious one."""
+    has = np.array([[True] * t, [False, True, True, False]])
+    boxes = np.zeros((2, t, 4), np.float32)
+    boxes[0] = (10, 10, 50, 50)
+    boxes[1, 1:3] = (60, 10, 80, 30)
+    return DetectorResult(
+        prob_fake=0.8,
+        frame_scores=np.full(t, 0.8, np.float32),
+        face_found=True,
+        has_face=has[1],
+        face_boxes=boxes[1],
+        frame_indices=np.arange(t) * 10,
+        timestamps=np.arange(t, dtype=np.float32) * 0.4,
+        fps=25.0,
+        frame_count=10 * t,
+        width=96,
+        height=64,
+        track_prob_fake=np.array([0.2, 0.8], np.float32),
+        track_boxes=boxes,
+        track_has_face=has,
+        track_frame_scores=np.array([[0.2] * t, [0.0, 0.7, 0.9, 0.0]], np.float32),
+        deciding_face=1,
+        unanalysed_faces=3,
+    )
+
+
+def test_faces_json_names_each_face_and_the_deciding_one() -> None:
+    answer = _two_faces().to_json()
+    assert answer["predicted_class"] == "FAKE" and answer["deciding_face"] == 1 and answer["faces_not_analysed"] == 3
+    main, other = answer["faces"]
+    assert (main["track_id"], main["predicted_class"], main["deciding"]) == (0, "REAL", False)
+    assert (other["track_id"], other["predicted_class"], other["deciding"]) == (1, "FAKE", True)
+    assert other["confidence"] == 80.0 and main["confidence"] == 80.0
+    assert (other["first_seen"], other["last_seen"]) == (pytest.approx(0.4), pytest.approx(0.8))
+    assert [f["frame_index"] for f in other["frames"]] == [10, 20]
+    assert other["frames"][1] == {
+        "frame_index": 20,
+        "timestamp": pytest.approx(0.8),
+        "score": 0.9,
+        "box": [60.0, 10.0, 80.0, 30.0],
+    }
+    assert len(main["frames"]) == 4
+
+
+def test_faces_json_is_empty_without_faces_or_without_the_per_face_outputs() -> None:
+    result = _two_faces()
+    result.face_found = False
+    assert result.to_json()["faces"] == [] and result.to_json()["deciding_face"] is None
+    result = _two_faces()
+    result.track_prob_fake = None
+    assert result.to_json()["faces"] == []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deepfake_core import constants as C
-from deepfake_core.faces import crop_face, crop_faces, crop_region, iou, main_face_track
+from deepfake_core.faces import analysed_tracks, crop_face, crop_faces, crop_region, iou, main_face_track
 from deepfake_core.mtcnn_cascade import FrameFaces
 
 
@@ -57,6 +59,23 @@ def test_no_detections_gives_an_empty_track() -> None:
     assert not track.found and track.present.tolist() == [False, False]
 
 
+def test_analysed_tracks_drop_fleeting_and_tiny_faces_and_count_the_people_left_out() -> None:
+    people = [(60 + 150 * k, 100, 160 + 150 * k - 4 * k, 200 - 4 * k) for k in range(6)]  # 6 people, shrinking
+    blip, tiny = (900, 400, 1000, 500), (10, 400, 25, 415)  # a false detection in one frame; a tiny face
+    frames = [faces(*people, *([blip] if f == 2 else []), tiny) for f in range(8)]
+    chosen = analysed_tracks(frames, max_faces=4)
+    assert len(chosen.tracks) == 4 and chosen.unanalysed == 2  # the one-frame face and the tiny one are not people
+    assert [tuple(t.boxes[0]) for t in chosen.tracks] == [tuple(map(float, p)) for p in people[:4]]  # biggest first
+    assert all(t.present.all() for t in chosen.tracks)
+
+
+def test_analysed_tracks_always_keep_the_main_face() -> None:
+    frames = [faces((200, 100, 300, 200)) if f == 3 else FrameFaces() for f in range(8)]
+    chosen = analysed_tracks(frames)
+    assert len(chosen.tracks) == 1 and chosen.tracks[0].present.sum() == 1 and chosen.unanalysed == 0
+    assert analysed_tracks([FrameFaces(), FrameFaces()]).tracks == []
+
+
 def test_crop_region_is_a_square_with_margin_around_the_face() -> None:
     region = crop_region(np.array([100, 100, 160, 200], np.float32))
     side = 100 * (1 + 2 * C.CROP_MARGIN)
@@ -94,3 +113,25 @@ def test_crop_face_sizes(size: int) -> None:
         size,
         3,
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 600), st.integers(0, 300), st.integers(20, 160)), max_size=5),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_first_analysed_track_is_the_main_face_track_of_before(frames_spec: list) -> None:
+    """The single-face answer is unchanged (issue 14): the most prominent analysed track is exactly the track the
+    ensemble classified before, whatever the detections."""
+    frames = [faces(*[(x, y, x + s, y + s) for x, y, s in spec]) if spec else FrameFaces() for spec in frames_spec]
+    main = main_face_track(frames)
+    chosen = analysed_tracks(frames)
+    if not main.found:
+        assert chosen.tracks == []
+        return
+    first = chosen.tracks[0]
+    np.testing.assert_array_equal(first.present, main.present)
+    np.testing.assert_array_equal(first.boxes, main.boxes)

@@ -30,6 +30,7 @@ OWNED = {
         "rnet_per_frame": C.MTCNN_RNET_PER_FRAME,
         "onet_per_frame": C.MTCNN_ONET_PER_FRAME,
         "key_stride": C.MTCNN_KEY_STRIDE,
+        "max_faces": C.MAX_FACES,
     },
 }
 

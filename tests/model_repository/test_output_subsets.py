@@ -21,7 +21,14 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from deepfake_core.ensemble_contract import ALL_OUTPUTS, ENSEMBLE, MAPS_OUTPUT, ensemble_inputs, requested_outputs
+from deepfake_core.ensemble_contract import (
+    ALL_OUTPUTS,
+    ENSEMBLE,
+    TRACK_MAPS_OUTPUT,
+    VERDICT_OUTPUTS,
+    ensemble_inputs,
+    requested_outputs,
+)
 from gateway.services.inference.triton import _request as gateway_request
 from tests.media import face_video, faceless_video
 from triton_runtime.process import TritonProcess
@@ -138,8 +145,8 @@ def test_subsets(clients: dict, videos: dict, full: dict, protocol: str, frames:
     assert_subset(answer, SUBSETS[subset], full[protocol, frames])
 
 
-def test_the_gateways_set_is_the_verdict_with_feature_maps() -> None:
-    assert MAPS_OUTPUT in GATEWAY_OUTPUTS and "FACE_CROPS" not in GATEWAY_OUTPUTS and len(GATEWAY_OUTPUTS) == 14
+def test_the_gateways_set_is_the_verdict_with_every_faces_feature_maps() -> None:
+    assert (*VERDICT_OUTPUTS, TRACK_MAPS_OUTPUT) == GATEWAY_OUTPUTS and "FACE_CROPS" not in GATEWAY_OUTPUTS
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -187,14 +194,23 @@ def quiet(client: grpcclient.InferenceServerClient, models: dict[str, int], stil
 
 
 def test_steps_that_only_unrequested_outputs_need_do_not_run(clients: dict, videos: dict) -> None:
-    """FACE_CROPS has a step of its own, skipped when nobody asks for it; FACE_CROPS alone skips the classifier,
-    FRAME_SIZE alone everything after decoding."""
-    models = ("video_decode", "face_detector", "face_crop", "face_crop_images", "temporal_classifier")
+    """FACE_CROPS has a step of its own, skipped when nobody asks for it (alone it needs the classifier too: the
+    crops are the deciding face's); the tracks' boxes alone skip cropping and classifying, FRAME_SIZE alone
+    everything after decoding."""
+    models = (
+        "video_decode",
+        "face_detector",
+        "face_crop",
+        "face_crop_images",
+        "track_classifier",
+        "temporal_classifier",
+    )
     stats = clients["grpc"]
     expected = quiet(stats, dict.fromkeys(models, 0))
     for outputs, ran in (
-        (GATEWAY_OUTPUTS, {"video_decode", "face_detector", "face_crop", "temporal_classifier"}),
-        (("FACE_CROPS",), {"video_decode", "face_detector", "face_crop", "face_crop_images"}),
+        (GATEWAY_OUTPUTS, {"video_decode", "face_detector", "face_crop", "track_classifier", "temporal_classifier"}),
+        (("FACE_CROPS",), {*models}),
+        (("TRACK_BOXES", "TRACK_HAS_FACE", "UNANALYSED_FACES"), {"video_decode", "face_detector"}),
         (("FRAME_SIZE",), {"video_decode"}),
     ):
         ask(clients, "grpc", videos["face"], outputs, 4)

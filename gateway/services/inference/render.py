@@ -14,7 +14,9 @@ What each output frame shows (analysed frame = one of the T frames Triton looked
 - the Grad-CAM map of that nearest analysed frame, mapped through the (interpolated) face's crop region exactly
   as the crop was cut (``deepfake_core.faces.crop_region``) and alpha-blended (jet) INSIDE the face box only;
 - the box outline coloured by that frame's score (green = real, yellow = the threshold, red = fake);
-- a banner at the top: verdict, video probability of FAKE and the current frame's score.
+- a banner at the top: verdict, video probability of FAKE and the current frame's score (of the deciding face);
+- with several analysed faces (issue 14), every face gets its own box, coloured by its own scores, and its own
+  Grad-CAM (``cams`` [F, T, h, w], one row per track); the banner speaks of the face that decided the verdict.
 Everything else is left as decoded. Drawing is in RGB on those regions only. Odd output sizes (rare: I420 needs
 even ones) take an RGB path that converts whole frames.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -135,6 +137,17 @@ class _Overlay:
         out_w: int,
         out_h: int,
     ) -> None:
+        # The other analysed faces: an overlay each (boxes and heatmap only); this one is the deciding face's.
+        self.others: list[_Overlay] = []
+        per_track = cams if cams is not None and cams.ndim == 4 else None  # one row of maps per track
+        if result.track_has_face is not None:
+            for k in result.face_tracks():
+                if k != result.deciding_face:
+                    face_cams = None if per_track is None else per_track[k]
+                    face = _track_result(result, k)
+                    self.others.append(_Overlay(face, face_cams, label, threshold, scale_x, scale_y, out_w, out_h))
+        if per_track is not None:
+            cams = per_track[result.deciding_face]
         self.indices = np.asarray(result.frame_indices, dtype=np.int64).reshape(-1)
         n = len(self.indices)
         self.has_face = np.asarray(result.has_face, dtype=bool).reshape(-1)[:n]
@@ -275,17 +288,36 @@ class _Overlay:
 
     def draw(self, frame: np.ndarray, index: int) -> None:
         """Draw on one output frame (RGB uint8, C-contiguous) in place."""
+        for other in self.others:
+            other.draw_face(frame, index)
+        slot, box = self.draw_face(frame, index)
+        self._draw_banner(frame[: self.banner_h], slot, box is not None)
+
+    def draw_face(self, frame: np.ndarray, index: int) -> tuple[int, np.ndarray | None]:
+        """This face's heatmap and box on one RGB output frame; returns ``state(index)``."""
         slot, box = self.state(index)
         rect = self._box_rect(box)
         if rect is not None and box is not None:
             self._draw_box(frame, slot, box, rect, (0, 0))
-        self._draw_banner(frame[: self.banner_h], slot, box is not None)
+        return slot, box
 
     def draw_i420(self, yuv: np.ndarray, index: int) -> None:
         """Draw on one packed I420 output frame in place: only the face box's and the banner's pixels are converted
         to RGB and back (OpenCV's BT.601 matches FFmpeg's within 1 level on average), the rest of the frame is
         passed to the encoder as decoded. Converting whole frames both ways cost ~40 % of the render's CPU."""
         planes = i420_planes(yuv, self.out_w, self.out_h)
+        for other in self.others:
+            other.draw_face_i420(planes, index)
+        slot, box = self.draw_face_i420(planes, index)
+        region = _even_region(0, 0, self.out_w, self.banner_h, self.out_w, self.out_h)
+        canvas = _region_rgb(planes, region)
+        self._draw_banner(canvas[: self.banner_h], slot, box is not None)
+        _store_region(planes, region, canvas)
+
+    def draw_face_i420(
+        self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], index: int
+    ) -> tuple[int, np.ndarray | None]:
+        """This face's heatmap and box on one I420 output frame's planes; returns ``state(index)``."""
         slot, box = self.state(index)
         rect = self._box_rect(box)
         if rect is not None and box is not None:
@@ -296,10 +328,23 @@ class _Overlay:
             canvas = _region_rgb(planes, region)
             self._draw_box(canvas, slot, box, rect, (region[0], region[1]))
             _store_region(planes, region, canvas)
-        region = _even_region(0, 0, self.out_w, self.banner_h, self.out_w, self.out_h)
-        canvas = _region_rgb(planes, region)
-        self._draw_banner(canvas[: self.banner_h], slot, box is not None)
-        _store_region(planes, region, canvas)
+        return slot, box
+
+
+def _track_result(result: DetectorResult, k: int) -> DetectorResult:
+    """``result`` as if track ``k`` were the only face: its boxes, presence and frame scores."""
+    assert result.track_boxes is not None and result.track_has_face is not None
+    scores = result.track_frame_scores
+    return replace(
+        result,
+        face_boxes=result.track_boxes[k],
+        has_face=result.track_has_face[k],
+        frame_scores=np.zeros(len(result.frame_indices), np.float32) if scores is None else scores[k],
+        track_boxes=None,
+        track_has_face=None,
+        track_prob_fake=None,
+        track_frame_scores=None,
+    )
 
 
 def _even_region(x1: int, y1: int, x2: int, y2: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -349,7 +394,8 @@ def render_overlay(
     ``info``: the source's ``probe_video`` result when the caller already has it (probed here otherwise).
 
     ``result``: Triton's answer (boxes in original pixels); ``cams``: ``[T, h, w]`` Grad-CAM maps in [0, 1] of
-    the analysed frames in ``result``'s order, or None for no heatmap; ``label``: REAL, FAKE or NO_FACE (NO_FACE:
+    the analysed frames in ``result``'s order (the deciding face's), or ``[F, T, h, w]`` one row per analysed track
+    (every face's), or None for no heatmap; ``label``: REAL, FAKE or NO_FACE (NO_FACE:
     banner only). ``max_side`` limits the shorter side. Raises ``deepfake_core.video.VideoError`` for an
     unreadable source; a partial output is deleted.
     """

@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from deepfake_core.ensemble_contract import (
     ENSEMBLE,
-    MAPS_OUTPUT,
+    TRACK_MAPS_OUTPUT,
     DetectorResult,
     clean_message,
     ensemble_request,
@@ -75,7 +75,7 @@ class TritonService:
             return False
 
     async def detect(self, video: bytes, num_frames: int, with_maps: bool) -> DetectorResult:
-        """Analyse one video; FEATURE_MAPS (for Grad-CAM) is requested only when ``with_maps``."""
+        """Analyse one video; TRACK_FEATURE_MAPS (every face's, for Grad-CAM) is requested only when ``with_maps``."""
         # Serialising a large video into the request copies it: done off the event loop.
         inputs, outputs = await asyncio.to_thread(_request, video, num_frames, with_maps)
         try:
@@ -95,4 +95,4 @@ class TritonService:
 
 def _request(video: bytes, num_frames: int, with_maps: bool) -> tuple[list[InferInput], list[InferRequestedOutput]]:
     """The ensemble's inputs (VIDEO, NUM_FRAMES) and requested outputs."""
-    return ensemble_request(tritonclient.grpc, video, num_frames, [MAPS_OUTPUT] if with_maps else [])
+    return ensemble_request(tritonclient.grpc, video, num_frames, [TRACK_MAPS_OUTPUT] if with_maps else [])

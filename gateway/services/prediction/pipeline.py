@@ -169,11 +169,21 @@ class Pipeline:
         return await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
 
     async def _gradcam(self, job: PredictJob, result: DetectorResult) -> np.ndarray | None:
-        if not (job.heatmap and result.face_found and result.feature_maps is not None):
+        """CAMs [F, T, h, w], one row per analysed face (from TRACK_FEATURE_MAPS), or [T, h, w] of the deciding face
+        when only FEATURE_MAPS came; None without heatmaps."""
+        maps = result.track_feature_maps if result.track_feature_maps is not None else result.feature_maps
+        if not (job.heatmap and result.face_found and maps is not None):
             job.clock.report(Stage.GRADCAM)  # skipped: its time stays 0
             return None
         with job.clock.stage(Stage.GRADCAM):
-            return await asyncio.to_thread(self.gradcam.compute_from_maps, result.feature_maps, result.has_face)
+            if result.track_feature_maps is None or result.track_has_face is None:
+                return await asyncio.to_thread(self.gradcam.compute_from_maps, maps, result.has_face)
+            track_maps, present = result.track_feature_maps, result.track_has_face
+            return await asyncio.to_thread(
+                lambda: np.stack(
+                    [self.gradcam.compute_from_maps(m, p) for m, p in zip(track_maps, present, strict=True)]
+                )
+            )
 
     async def _render_and_store(
         self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str, info: VideoInfo
@@ -225,6 +235,9 @@ class Pipeline:
             "frames_analyzed": verdict["frames_analyzed"],
             "faces_detected": verdict["faces_detected"],
             "frame_scores": verdict["frame_scores"],
+            "faces": verdict["faces"],
+            "deciding_face": verdict["deciding_face"],
+            "faces_not_analysed": verdict["faces_not_analysed"],
             "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
             "model": {"name": self.model.name, "version": self.model.version},
             "request_id": job.request_id,

@@ -1,5 +1,6 @@
 """face_detector: MTCNN on the key frames of every batched request, O-Net following faces in between, then the
-main face track (deepfake_core.face_tracking).
+analysed face tracks (deepfake_core.face_tracking, deepfake_core.faces.analysed_tracks): up to `max_faces` of them,
+most prominent first, one row each.
 
 P-Net, R-Net and O-Net are the ONNX models mtcnn_pnet/rnet/onet, called through BLS; frames of the same size from
 all requests in the batch go through each network together.
@@ -15,7 +16,7 @@ import numpy as np
 
 from deepfake_core import constants as C
 from deepfake_core.face_tracking import track_faces
-from deepfake_core.faces import main_face_track
+from deepfake_core.faces import FaceTrack, analysed_tracks
 from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets
 from deepfake_core.triton_glue import (
     bls_call,
@@ -32,7 +33,7 @@ def _net(model: str, outputs: list[str]) -> Any:
 
 
 class TritonPythonModel:
-    """Detect faces and pick the main track per video."""
+    """Detect faces and pick the analysed tracks per video."""
 
     def initialize(self, args: dict[str, str]) -> None:
         p = model_parameters(json.loads(args["model_config"]))
@@ -44,6 +45,10 @@ class TritonPythonModel:
             onet_per_frame=int(p.get("onet_per_frame", C.MTCNN_ONET_PER_FRAME)),
             key_stride=int(p.get("key_stride", C.MTCNN_KEY_STRIDE)),
         )
+        self.max_faces = int(p.get("max_faces", C.MAX_FACES))
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, got {self.max_faces}")
+        self.params.followed_tracks = self.max_faces + 2
         self.nets = MtcnnNets(
             pnet=_net("mtcnn_pnet", ["prob", "reg"]),
             rnet=_net("mtcnn_rnet", ["prob", "reg"]),
@@ -75,22 +80,35 @@ class TritonPythonModel:
             start = 0
             for i in members:
                 frames, scale = videos[i]
-                responses[i] = self._track(found[start : start + len(frames)], scale)
+                responses[i] = self._tracks(found[start : start + len(frames)], scale)
                 start += len(frames)
         return responses
 
-    @staticmethod
-    def _track(faces: list[FrameFaces], scale: float) -> Any:
-        track = main_face_track(faces)
+    def _tracks(self, faces: list[FrameFaces], scale: float) -> Any:
+        """One row per analysed track ([F, T, ...]); a single empty row when no face was found."""
+        chosen = analysed_tracks(faces, self.max_faces)
+        t = len(faces)
+        tracks = chosen.tracks or [
+            FaceTrack(
+                boxes=np.zeros((t, 4), np.float32),
+                scores=np.zeros(t, np.float32),
+                landmarks=np.zeros((t, 5, 2), np.float32),
+                present=np.zeros(t, bool),
+            )
+        ]
         to_original = 1.0 / scale if scale > 0 else 1.0
-        boxes = (track.boxes * to_original)[None]
+        boxes = np.stack([track.boxes for track in tracks]) * to_original
+        present = np.stack([track.present for track in tracks])
         return response(
             {
-                "FACE_BOXES": boxes,
-                "LANDMARKS": (track.landmarks * to_original)[None],
-                "FACE_SCORES": track.scores[None],
-                "HAS_FACE": track.present[None],
-                "TRACK_BOXES": boxes,  # face_crop's copies (model_repository/README.md, "Ensemble outputs")
-                "TRACK_HAS_FACE": track.present[None],
+                "FACE_BOXES": boxes[None],
+                "LANDMARKS": (np.stack([track.landmarks for track in tracks]) * to_original)[None],
+                "FACE_SCORES": np.stack([track.scores for track in tracks])[None],
+                "HAS_FACE": present[None],
+                # The same boxes and mask again, as the client's copies: no ensemble output may also be a step's
+                # input (model_repository/README.md, "Subsets of outputs").
+                "TRACK_BOXES": boxes[None],
+                "TRACK_HAS_FACE": present[None],
+                "UNANALYSED_FACES": np.array([[chosen.unanalysed]], np.int32),
             }
         )

@@ -288,3 +288,48 @@ def test_an_odd_sized_video_takes_the_rgb_path(tmp_path: Path) -> None:
     result = _result(boxes, round(FPS), FPS, 322, 182)
     stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", threshold=0.5)
     assert (stats.width, stats.height) == (322, 182) and stats.frames == round(FPS)
+
+
+def test_every_face_gets_its_box_in_its_own_colour_and_its_own_heatmap() -> None:
+    """Two analysed faces (issue 14): each box drawn in the colour of its own score, each with its own Grad-CAM."""
+    t, size = 3, 200
+    boxes = np.zeros((2, t, 4), np.float32)
+    boxes[0] = (20, 60, 80, 140)  # the real face: low scores
+    boxes[1] = (120, 60, 180, 140)  # the deciding face: high scores
+    scores = np.array([[0.1] * t, [0.95] * t], np.float32)
+    result = DetectorResult(
+        prob_fake=0.9,
+        frame_scores=scores[1],
+        face_found=True,
+        has_face=np.ones(t, bool),
+        face_boxes=boxes[1],
+        frame_indices=np.array([0, 5, 10]),
+        timestamps=np.array([0.0, 0.2, 0.4], np.float32),
+        fps=25.0,
+        frame_count=11,
+        width=size,
+        height=size,
+        track_prob_fake=np.array([0.1, 0.9], np.float32),
+        track_boxes=boxes,
+        track_has_face=np.ones((2, t), bool),
+        track_frame_scores=scores,
+        deciding_face=1,
+    )
+    cams = np.zeros((2, t, CROP_SIZE, CROP_SIZE), np.float32)
+    cams[0] = _blob()  # only the first face's map is hot
+    blank = np.full((size, size, 3), 128, np.uint8)
+    plain = blank.copy()
+    _Overlay(result, None, "FAKE", 0.5, 1.0, 1.0, size, size).draw(plain, 5)
+    for box, score in zip(boxes[:, 1], scores[:, 1], strict=True):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        outline = plain[y1, (x1 + x2) // 2]
+        assert tuple(int(v) for v in outline) == score_colour(float(score), 0.5)  # its own colour
+        assert (plain[y1 + 10 : y2 - 10, x1 + 10 : x2 - 10] == 128).all()  # no heatmap without cams
+    heat = blank.copy()
+    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, size, size).draw(heat, 5)
+    changed = np.abs(heat.astype(int) - plain.astype(int)).sum(axis=2) > 0
+    assert changed[80:120, 40:60].mean() > 0.9  # the first face's own (hot) map
+    assert (
+        np.abs(heat[80:120, 140:160].astype(int) - 128).max() > 0
+    )  # a cold map is drawn too (blue), elsewhere nothing
+    assert not changed[150:, :].any()
