@@ -6,8 +6,8 @@ repository is the same here and in the NGC image (where the native backend takes
 
 It honours the config's inputs and outputs (names, data types, reshape-free dims), `max_batch_size`, and the native
 backend's `intra_op_thread_count` / `inter_op_thread_count` parameters; parameters named `session.*` are handed to
-ONNX Runtime as session config entries (e.g. `session.intra_op.allow_spinning`). Requests of the same shape that the dynamic
-batcher hands over together run as one ONNX Runtime call.
+ONNX Runtime as session config entries (e.g. `session.intra_op.allow_spinning`). Requests of the same shape that
+the dynamic batcher hands over together run as one ONNX Runtime call.
 """
 
 from __future__ import annotations
