@@ -66,6 +66,7 @@ RELATIVE_OUTPUTS = frozenset({"VIDEO_LOGIT"})
 FLOAT16_OUTPUTS = {"FEATURE_MAPS": 2e-3}
 VERSION_DIR = "1"
 MODEL_FILE = "model.onnx"
+FP32_FILE = "model.fp32.onnx"  # the float32 graph, kept next to a served INT8 model.onnx
 STAMP_FILE = ".export-stamp.json"
 METADATA_FILE = "metadata.json"
 STAMP_FORMAT = "deepfake-export-stamp/1"
@@ -97,6 +98,8 @@ class ExportJob:
     check_inputs: Sequence[Inputs]
     digest_parts: dict[str, str]
     metadata: Callable[[], dict[str, Any]] | None = None
+    # After the float32 export: try INT8 (export.quantize), served only if it passes the gate on generated clips.
+    quantize: bool = False
 
     def digest(self) -> str:
         text = json.dumps(self.digest_parts, sort_keys=True)
@@ -184,7 +187,7 @@ def _check_checkpoint_metadata(metadata: dict[str, Any]) -> None:
         raise ValueError(f"checkpoint preprocessing differs from deepfake_core.constants {wrong} (got, want)")
 
 
-def _classifier_job(checkpoint: Path | None) -> ExportJob:
+def _classifier_job(checkpoint: Path | None, quantize: bool = False) -> ExportJob:
     name = "temporal_classifier"
     rng = _rng(name)
     source = "untrained" if checkpoint is None else ckpt.checkpoint_digest(checkpoint)
@@ -236,13 +239,25 @@ def _classifier_job(checkpoint: Path | None) -> ExportJob:
         digest_parts={
             **_common_digest_parts(*_CLASSIFIER_SOURCES),
             "checkpoint": source,
+            **(_quantize_digest_parts() if quantize else {}),
         },
         metadata=metadata,
+        quantize=quantize,
     )
 
 
-def _jobs(names: Sequence[str], checkpoint: Path | None) -> list[ExportJob]:
-    return [_classifier_job(checkpoint) if n == "temporal_classifier" else _mtcnn_job(n) for n in names]
+def _quantize_digest_parts() -> dict[str, str]:
+    from export import quantize
+
+    return {
+        "source:quantize.py": _file_sha256(Path(quantize.__file__).resolve()),
+        "quantize": json.dumps(quantize.QUANTIZE_SETTINGS, sort_keys=True),
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _jobs(names: Sequence[str], checkpoint: Path | None, quantize: bool = False) -> list[ExportJob]:
+    return [_classifier_job(checkpoint, quantize) if n == "temporal_classifier" else _mtcnn_job(n) for n in names]
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -346,6 +361,7 @@ def _export_one(job: ExportJob, folder: Path, digest: str) -> dict[str, Any]:
         os.close(fd)
         tmp = Path(tmp_name)
         tmp.chmod(FILE_MODE)
+        quantization: dict[str, Any] | None = None
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 # dynamo=False is deliberate (the dynamo exporter needs onnxscript): hide the deprecation.
@@ -363,11 +379,18 @@ def _export_one(job: ExportJob, folder: Path, digest: str) -> dict[str, Any]:
                     dynamo=False,
                 )
             max_diff = _verify(job, module, tmp)
-            os.replace(tmp, folder / MODEL_FILE)
+            quantization = _quantized(tmp, folder) if job.quantize else None
+            if quantization is None or quantization["precision"] == "fp32":
+                os.replace(tmp, folder / MODEL_FILE)
+                (folder / FP32_FILE).unlink(missing_ok=True)
         finally:
             tmp.unlink(missing_ok=True)
     if job.metadata is not None:
-        _atomic_write_text(folder / METADATA_FILE, _to_json(job.metadata()))
+        meta = job.metadata()
+        meta["precision"] = "fp32" if quantization is None else quantization["precision"]
+        if quantization is not None:
+            meta["quantization"] = quantization
+        _atomic_write_text(folder / METADATA_FILE, _to_json(meta))
     stamp = {
         "format": STAMP_FORMAT,
         "model": job.name,
@@ -378,7 +401,31 @@ def _export_one(job: ExportJob, folder: Path, digest: str) -> dict[str, Any]:
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _atomic_write_text(folder / STAMP_FILE, _to_json(stamp))
-    return {"max_abs_diff": max_diff, "seconds": time.perf_counter() - start}
+    served = "" if quantization is None else f", served {quantization['precision']}"
+    if quantization is not None and "gate_max_abs_prob_delta" in quantization:
+        served += f" (INT8 gate: |delta PROB_FAKE| {quantization['gate_max_abs_prob_delta']} on generated clips)"
+    return {"max_abs_diff": max_diff, "seconds": time.perf_counter() - start, "served": served}
+
+
+def _quantized(fp32_tmp: Path, folder: Path) -> dict[str, Any]:
+    """INT8 into ``model.onnx`` with the float32 graph kept as ``model.fp32.onnx``, if the gate passes; else nothing
+    is written here (the caller serves float32). Returns the gate's report with the precision served."""
+    from export.quantize import quantize_with_gate
+
+    int8_tmp = fp32_tmp.with_name(fp32_tmp.name + ".int8")
+    try:
+        try:
+            accepted, report = quantize_with_gate(fp32_tmp, int8_tmp)
+        except Exception as exc:  # noqa: BLE001 - e.g. an image without the calibration clips' deps: serve float32
+            print(f"INT8 classifier not attempted ({type(exc).__name__}: {exc}); serving float32")
+            return {"precision": "fp32", "error": f"{type(exc).__name__}: {exc}"}
+        if accepted:
+            int8_tmp.chmod(FILE_MODE)
+            os.replace(fp32_tmp, folder / FP32_FILE)
+            os.replace(int8_tmp, folder / MODEL_FILE)
+    finally:
+        int8_tmp.unlink(missing_ok=True)
+    return {**report, "precision": "int8" if accepted else "fp32"}
 
 
 def export_models(
@@ -387,11 +434,13 @@ def export_models(
     force: bool = False,
     only: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
+    quantize: bool = False,
 ) -> dict[str, str]:
     """Export the models named in ``only`` (default: all); returns ``{name: "exported" | "skipped"}``.
 
     ``checkpoint=None`` exports the seeded untrained classifier. Raises ExportCheckError (writing nothing for
-    that model) when ONNX Runtime and torch disagree by more than ATOL.
+    that model) when ONNX Runtime and torch disagree by more than ATOL. ``quantize``: also try the classifier in
+    INT8 (``export.quantize``), served only if it passes its gate.
     """
     names = list(MODEL_NAMES if not only else dict.fromkeys(only))
     unknown = [n for n in names if n not in MODEL_NAMES]
@@ -400,7 +449,7 @@ def export_models(
     repo = Path(model_repository)
     checkpoint_path = None if checkpoint is None else Path(checkpoint)
     results: dict[str, str] = {}
-    for job in _jobs(names, checkpoint_path):
+    for job in _jobs(names, checkpoint_path, quantize):
         folder = repo / job.name / VERSION_DIR
         digest = job.digest()
         if not force and _up_to_date(job, folder, digest):
@@ -411,7 +460,7 @@ def export_models(
         size = (folder / MODEL_FILE).stat().st_size
         log(
             f"exported {job.name}: {folder / MODEL_FILE} ({size / 1024:.0f} KiB, "
-            f"max |ORT - torch| {info['max_abs_diff']:.2g}, {info['seconds']:.1f} s)"
+            f"max |ORT - torch| {info['max_abs_diff']:.2g}, {info['seconds']:.1f} s{info['served']})"
         )
         results[job.name] = "exported"
     return results

@@ -141,7 +141,8 @@ def test_metadata_json(repo: Path) -> None:
 
 def test_second_run_skips_and_force_reexports(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _files(repo)
-    assert main(["--model-repository", str(repo), "--untrained"]) == 0  # the fixture exported the untrained model
+    # the fixture exported the untrained model in float32 (export_models' default; the CLI's is to try INT8)
+    assert main(["--model-repository", str(repo), "--untrained", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     assert out.count("skipped") == len(MODEL_NAMES) and "exported" not in out
     assert _files(repo) == before

@@ -5,8 +5,9 @@ file makes Triton load configs with `platform: "onnxruntime_onnx"` through the P
 repository is the same here and in the NGC image (where the native backend takes it).
 
 It honours the config's inputs and outputs (names, data types, reshape-free dims), `max_batch_size`, and the native
-backend's `intra_op_thread_count` / `inter_op_thread_count` parameters. Requests of the same shape that the dynamic
-batcher hands over together run as one ONNX Runtime call.
+backend's `intra_op_thread_count` / `inter_op_thread_count` parameters; parameters named `session.*` are handed to
+ONNX Runtime as session config entries (e.g. `session.intra_op.allow_spinning`). Requests of the same shape that
+the dynamic batcher hands over together run as one ONNX Runtime call.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(_param(self.config, "intra_op_thread_count") or 0)
         options.inter_op_num_threads = int(_param(self.config, "inter_op_thread_count") or 0)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        for key, value in self.config.get("parameters", {}).items():
+            if key.startswith("session."):
+                options.add_session_config_entry(key, value.get("string_value", ""))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.batching = int(self.config.get("max_batch_size", 0)) > 0
         self.inputs = [
