@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     )
     encoder_preset: str = Field(default="ultrafast", description="libx264 preset of the overlay video")
     crf: int = Field(default=23, ge=0, le=51, description="libx264 CRF of the overlay video")
+    render_prefetch_mb: int = Field(
+        default=256,
+        ge=0,
+        description="decoded overlay frames held per prediction while Triton works (the render continues the same "
+        "decoder past them; 0: decode only when rendering)",
+    )
     checkpoint: Path | None = Field(
         default=BUNDLED_CHECKPOINT,
         description="classifier checkpoint of the Grad-CAM twin: the one `make export` served (None: untrained)",

@@ -24,6 +24,7 @@ even ones) take an RGB path that converts whole frames.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -101,6 +102,12 @@ def _output_frames(info: VideoInfo, max_side: int) -> tuple[int, int, int, str]:
     _, _, longer = output_size(info.width, info.height, max_side)
     out_w, out_h, _ = analysis_size(info.width, info.height, longer)
     return out_w, out_h, longer, "yuv420p" if out_w % 2 == 0 and out_h % 2 == 0 else "rgb24"
+
+
+def decode_format(info: VideoInfo, max_side: int) -> tuple[int, str]:
+    """(longer side, pixel format) at which ``render_overlay`` decodes the source."""
+    _, _, longer, pixel_format = _output_frames(info, max_side)
+    return longer, pixel_format
 
 
 def measure_floor(
@@ -388,10 +395,13 @@ def render_overlay(
     preset: str = "ultrafast",
     crf: int = 23,
     info: VideoInfo | None = None,
+    frames: Iterable[tuple[int, float, np.ndarray]] | None = None,
 ) -> RenderStats:
     """Write the overlay video of ``source`` to ``destination`` (H.264 yuv420p mp4, faststart).
 
     ``info``: the source's ``probe_video`` result when the caller already has it (probed here otherwise).
+    ``frames``: the source's decoded frames at ``decode_format(info, max_side)`` when the caller decoded ahead
+    (``prefetch.FramePrefetch``); decoded here otherwise.
 
     ``result``: Triton's answer (boxes in original pixels); ``cams``: ``[T, h, w]`` Grad-CAM maps in [0, 1] of
     the analysed frames in ``result``'s order (the deciding face's), or ``[F, T, h, w]`` one row per analysed track
@@ -408,7 +418,9 @@ def render_overlay(
     writer: H264Writer | None = None
     overlay: _Overlay | None = None
     with ExitStack() as stack:  # the writer deletes its partial file when the block raises
-        for index, _, pixels in iter_video_frames(source, longer, pixel_format=pixel_format):
+        if frames is None:
+            frames = iter_video_frames(source, longer, pixel_format=pixel_format)
+        for index, _, pixels in frames:
             if writer is None:
                 writer = stack.enter_context(
                     H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLarg
 from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
 from gateway.services.inference.gradcam import GradCamEngine
-from gateway.services.inference.render import render_overlay
+from gateway.services.inference.prefetch import FramePrefetch
+from gateway.services.inference.render import decode_format, render_overlay
 from gateway.services.inference.triton import TritonService
 from gateway.services.intake.sniff import sniff_file
 from gateway.services.intake.temp_files import new_temp_path, removing
@@ -112,17 +114,26 @@ class Pipeline:
         with self.progress.track(job.request_id) as report, clock.listening(report):
             with clock.stage(Stage.PROBE):
                 info = await asyncio.to_thread(self._probe, job.source)
-            with clock.stage(Stage.INFERENCE):
-                credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
-                result = await self._infer(job)
-            cams = await self._gradcam(job, result)
-            provenance, verdict = await self._credentials(job, credentials, result)
-            label = verdict.predicted_class
-            output_url = await self._render_and_store(job, result, cams, label, info)
+            with self._prefetch(job, info) as prefetch:
+                with clock.stage(Stage.INFERENCE):
+                    credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
+                    result = await self._infer(job)
+                cams = await self._gradcam(job, result)
+                provenance, verdict = await self._credentials(job, credentials, result)
+                label = verdict.predicted_class
+                output_url = await self._render_and_store(job, result, cams, label, info, prefetch)
             self.metrics.observe_stages(clock.timings)
             self.metrics.verdicts.labels(label).inc()
             body = self._response(job, result, output_url, cams is not None)
             return provenance_policy.apply(body, verdict, provenance)
+
+    def _prefetch(self, job: PredictJob, info: VideoInfo) -> AbstractContextManager[FramePrefetch | None]:
+        """The render's decoder, started now so that it decodes while Triton works (None when disabled)."""
+        budget = self.settings.render_prefetch_mb * 1024 * 1024
+        if budget <= 0:
+            return nullcontext(None)
+        longer, pixel_format = decode_format(info, self.settings.output_max_side)
+        return FramePrefetch(job.source, longer, pixel_format, max_bytes=budget)
 
     async def _credentials(
         self, job: PredictJob, credentials: asyncio.Task[tuple[dict[str, Any], str | None]], result: DetectorResult
@@ -186,7 +197,13 @@ class Pipeline:
             )
 
     async def _render_and_store(
-        self, job: PredictJob, result: DetectorResult, cams: np.ndarray | None, label: str, info: VideoInfo
+        self,
+        job: PredictJob,
+        result: DetectorResult,
+        cams: np.ndarray | None,
+        label: str,
+        info: VideoInfo,
+        prefetch: FramePrefetch | None = None,
     ) -> str | None:
         s = self.settings
         rendered = new_temp_path(s.tmp_dir, f"{job.request_id}-overlay", ".mp4")
@@ -205,6 +222,7 @@ class Pipeline:
                         preset=s.encoder_preset,
                         crf=s.crf,
                         info=info,
+                        frames=prefetch.frames() if prefetch is not None else None,
                     )
             except Exception as exc:  # the verdict is worth returning without its video
                 log.exception("request %s: rendering the overlay failed", job.request_id)
