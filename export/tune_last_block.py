@@ -57,7 +57,7 @@ class LastBlockHead(nn.Module):
         self.block = copy.deepcopy(model.frame_encoder.blocks[-1])
         self.features_out = copy.deepcopy(model.frame_encoder.features_out)
         self.dropout = nn.Dropout(0.2)
-        self.frame_head = nn.Linear(self.features_out[0].out_channels, 1)
+        self.frame_head = nn.Linear(model.frame_encoder.out_features, 1)
 
     def pooled(self, maps: torch.Tensor) -> torch.Tensor:
         return self.features_out(self.block(maps)).mean((2, 3))
