@@ -1,7 +1,7 @@
 """`make bench-gateway`: p50/p95 of a full POST /api/v1/predict (Grad-CAM on, local storage) on a generated 10 s
 1280x720 30 fps clip, the time per stage, and the "floor" (decoding the clip and encoding it again with the same
 encoder settings, no colour conversion) measured in the same run, before and after the predictions; prints the
-ratio (issue 5's target: full predict <= 1.3x the floor).
+ratio (issue 15's target: full predict <= 1.6x the floor; 1.3x is the longer-term goal).
 
 Starts its own Triton and gateway (``python -m gateway``, as in production) on free loopback ports.
 """
@@ -27,7 +27,7 @@ from gateway.services.prediction.stages import TIMED
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
 STAGES = [stage.value for stage in TIMED]
-TARGET_RATIO = 1.3
+TARGET_RATIO = 1.6
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,11 +78,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--floor-runs", type=int, default=4)
     p.add_argument("--num-frames", type=int, default=32)
+    p.add_argument(
+        "--prefetch-mb",
+        type=int,
+        default=None,
+        help="GATEWAY_RENDER_PREFETCH_MB (0: no read-ahead; default: the gateway's)",
+    )
     a = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     clip = bench_clip()
     settings = Settings(_env_file=None)  # type: ignore[call-arg]  # the gateway's defaults: output and encoder
-    with local_stack(clip.parent, RESULTS, "bench-gateway", {"GATEWAY_HEATMAP": "true"}) as stack:
+    env = {"GATEWAY_HEATMAP": "true"}
+    if a.prefetch_mb is not None:
+        env["GATEWAY_RENDER_PREFETCH_MB"] = str(a.prefetch_mb)
+    prefetch_mb = a.prefetch_mb if a.prefetch_mb is not None else settings.render_prefetch_mb
+    with local_stack(clip.parent, RESULTS, "bench-gateway", env) as stack:
         # The floor before and after the predictions: the machine's speed drifts during a run.
         floor = measure_floor_s(clip, settings, (a.floor_runs + 1) // 2)
         rows = run_predicts(stack.gateway_url, f"{stack.media_url}/{clip.name}", a.requests, a.warmup, a.num_frames)
@@ -94,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "bytes": clip.stat().st_size,
         "num_frames": a.num_frames,
         "requests": a.requests,
+        "render_prefetch_mb": prefetch_mb,
         "encoder": {"max_side": settings.output_max_side, "preset": settings.encoder_preset, "crf": settings.crf},
         "p50_s": pct(walls, 50),
         "p95_s": pct(walls, 95),
@@ -105,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     (RESULTS / "bench-gateway.json").write_text(json.dumps(report, indent=2))
-    print(f"full predict on {clip.name} ({report['bytes'] / 1e6:.1f} MB), T={a.num_frames}, Grad-CAM on, local storage")
+    print(
+        f"full predict on {clip.name} ({report['bytes'] / 1e6:.1f} MB), T={a.num_frames}, Grad-CAM on, local storage, "
+        f"render read-ahead {prefetch_mb} MB"
+    )
     print(
         f"  requests {a.requests} (after {a.warmup} warm-up): p50 {report['p50_s']:.2f} s, p95 {report['p95_s']:.2f} s"
     )
