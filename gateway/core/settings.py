@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     encoder_preset: str = Field(default="ultrafast", description="libx264 preset of the overlay video")
     crf: int = Field(default=23, ge=0, le=51, description="libx264 CRF of the overlay video")
     render_prefetch_mb: int = Field(
-        default=256,
+        default=512,  # a 10 s 720p clip whole (I420: 1.4 MB a frame); x max_concurrent_predictions at most
         ge=0,
         description="decoded overlay frames held per prediction while Triton works (the render continues the same "
         "decoder past them; 0: decode only when rendering)",
