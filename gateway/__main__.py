@@ -97,7 +97,13 @@ def main(argv: list[str] | None = None) -> None:
             log.info("starting the local Triton at %s (log: %s) ...", settings.triton_grpc_url, server.log_path)
     try:
         with server or nullcontext():
-            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=a.log_level)
+            uvicorn.run(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                log_level=a.log_level,
+                timeout_keep_alive=settings.keep_alive_s,
+            )
     except Exception as exc:  # e.g. TritonStartError: say why and exit non-zero
         sys.exit(f"gateway: {exc}")
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # Serving
     host: str = Field(default="127.0.0.1", description="address uvicorn binds")
     port: int = Field(default=5050, ge=0, le=65535, description="port uvicorn binds")
+    keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        description="idle HTTP keep-alive kept open (uvicorn's 5 s default races clients and load balancers that "
+        "reuse a connection after a few seconds' pause: the server closes it as the next request is sent)",
+    )
     public_base_url: str = Field(
         default="", description="absolute base of output_url with local storage (default: http://HOST:PORT)"
     )
