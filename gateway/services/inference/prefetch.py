@@ -40,7 +40,6 @@ class FramePrefetch:
         self._max_bytes = max_bytes
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._exhausted = False
         self._taken = False
         self.held_bytes = 0
         self._thread = threading.Thread(target=self._read_ahead, name="overlay-prefetch", daemon=True)
@@ -50,8 +49,7 @@ class FramePrefetch:
         try:
             while not self._stop.is_set() and self.held_bytes < self._max_bytes:
                 frame = next(self._frames, None)
-                if frame is None:
-                    self._exhausted = True
+                if frame is None:  # the whole video is held; the render's ``yield from`` below ends at once
                     return
                 self._held.append(frame)
                 self.held_bytes += frame[2].nbytes
@@ -72,8 +70,7 @@ class FramePrefetch:
             yield self._held.popleft()
         if self._error is not None:
             raise self._error
-        if not self._exhausted:
-            yield from self._frames
+        yield from self._frames
 
     def close(self) -> None:
         """Stop reading ahead, drop what is held and close the decoder."""
