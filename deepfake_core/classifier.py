@@ -227,11 +227,16 @@ class EfficientNetEncoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
-        """Last conv feature map ``[N, C, H/32, W/32]``."""
+    def trunk(self, frames: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """Input mapping, stem and the MBConv blocks (the first ``blocks`` of them when given)."""
         if self.lite:
             frames = frames * self.input_scale + self.input_shift
-        return self.features_out(self.blocks(self.stem(frames)))
+        x = self.stem(frames)
+        return self.blocks(x) if blocks is None else self.blocks[:blocks](x)
+
+    def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """Last conv feature map ``[N, C, H/32, W/32]``."""
+        return self.features_out(self.trunk(frames))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.feature_map(frames).mean((2, 3))

@@ -118,33 +118,42 @@ class Head:
         return w, float(self.bias - self.mean @ w)
 
 
-def training_set(clips: Sequence[Clip], blends: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, weight) of the training clips: clean + augmented copies, and self-blended twins of the reals.
-
-    Weights balance three sources equally: reals, labelled fakes, self-blends (each group of sources sums to 1/3;
-    with no labelled fakes, reals and self-blends get half each)."""
-    xs: list[np.ndarray] = []
-    ys: list[int] = []
-    kinds: list[str] = []
-    for c in clips:
-        for variant in ("clean", "aug"):
-            if variant in c.variants:
-                xs.append(c.variants[variant])
-                ys.append(c.label)
-                kinds.append("real" if c.label == 0 else "fake")
-        if c.label == 0:
-            for i in range(blends):
-                if f"sbi{i}" in c.variants:
-                    xs.append(c.variants[f"sbi{i}"])
-                    ys.append(1)
-                    kinds.append("sbi")
+def source_weights(kinds: Sequence[str]) -> np.ndarray:
+    """Sample weights that give each source present ("real", "fake", "sbi") an equal share, scaled to mean 1."""
     kinds_arr = np.array(kinds)
     present = [k for k in ("real", "fake", "sbi") if (kinds_arr == k).any()]
     weight = np.zeros(len(kinds))
     for k in present:
         mask = kinds_arr == k
         weight[mask] = 1.0 / (len(present) * mask.sum())
-    return np.stack(xs), np.array(ys), weight * len(kinds)
+    return weight * len(kinds)
+
+
+def training_set(
+    clips: Sequence[Clip], blends: int = 2, features: Callable[[Clip, str], np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, weight) of the training clips: clean + augmented copies, and self-blended twins of the reals.
+
+    Weights balance three sources equally: reals, labelled fakes, self-blends (each group of sources sums to 1/3;
+    with no labelled fakes, reals and self-blends get half each). ``features(clip, variant)``: a row of x (the
+    variant's video-level features by default)."""
+    feature = features or (lambda c, v: c.variants[v])
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    kinds: list[str] = []
+    for c in clips:
+        for variant in ("clean", "aug"):
+            if variant in c.variants:
+                xs.append(feature(c, variant))
+                ys.append(c.label)
+                kinds.append("real" if c.label == 0 else "fake")
+        if c.label == 0:
+            for i in range(blends):
+                if f"sbi{i}" in c.variants:
+                    xs.append(feature(c, f"sbi{i}"))
+                    ys.append(1)
+                    kinds.append("sbi")
+    return np.stack(xs), np.array(ys), source_weights(kinds)
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float = 0.05) -> Head:

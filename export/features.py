@@ -73,12 +73,7 @@ def _bundled_frame_features(path: Path = BUNDLED_CHECKPOINT) -> Callable[[torch.
         raise ValueError(f"{path} is not a TemporalClassifier checkpoint")
     encoder = model.eval().frame_encoder
 
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        if encoder.lite:
-            x = x * encoder.input_scale + encoder.input_shift
-        return encoder.blocks[:-1](encoder.stem(x)).flatten(1)
-
-    return encode
+    return lambda x: encoder.trunk(x, blocks=len(encoder.blocks) - 1).flatten(1)
 
 
 def face_frames(clip: FaceClip, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

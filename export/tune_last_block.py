@@ -40,6 +40,7 @@ from export.crossval import (
     leave_one_dataset_out,
     load_clips,
     run_crossval,
+    source_weights,
     training_set,
 )
 from export.features import BUNDLED_CHECKPOINT
@@ -75,7 +76,7 @@ def _bundled() -> TemporalClassifier:
 @torch.no_grad()
 def derive(clips: Sequence[Clip], model: TemporalClassifier, batch: int = 256) -> None:
     """Add per variant: ``pooled`` frames ``[F, 1280]`` (frozen last block) and the bundled video logit."""
-    encoder = model.frame_encoder
+    frozen = LastBlockHead(model).eval()
     for c in clips:
         c.maps = {}  # type: ignore[attr-defined]
         c.pooled = {}  # type: ignore[attr-defined]
@@ -83,7 +84,7 @@ def derive(clips: Sequence[Clip], model: TemporalClassifier, batch: int = 256) -
         for variant, frames in c.frames.items():
             maps = torch.from_numpy(frames).view(-1, *MAP_SHAPE)
             chunks = [maps[i : i + batch] for i in range(0, len(maps), batch)]
-            pooled = torch.cat([encoder.features_out(encoder.blocks[-1](m)).mean((2, 3)) for m in chunks])
+            pooled = torch.cat([frozen.pooled(m) for m in chunks])
             out = model.head(pooled[None, :, :, None, None], torch.ones(1, len(pooled)))
             c.maps[variant] = maps.half()  # type: ignore[attr-defined]
             c.pooled[variant] = pooled.numpy()  # type: ignore[attr-defined]
@@ -109,13 +110,7 @@ def stack(c: float) -> Factory:
         return np.append(clip.pooled[variant].mean(0), clip.bundled[variant])  # type: ignore[attr-defined]
 
     def factory(train: Sequence[Clip]) -> Scorer:
-        saved = {id(t): dict(t.variants) for t in train}
-        for t in train:
-            t.variants = {v: with_logit(t, v) for v in t.variants}
-        x, y, w = training_set(train)
-        for t in train:
-            t.variants = saved[id(t)]
-        head = fit_head(x, y, w, c=c)
+        head = fit_head(*training_set(train, features=with_logit), c=c)
         return lambda clip, variant: float(head.logits(with_logit(clip, variant)[None])[0])
 
     return factory
@@ -153,13 +148,7 @@ def _frame_set(train: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor, torch
                 maps.append(m)
                 labels += [float(label)] * len(m)
                 kinds += [kind] * len(m)
-    kinds_arr = np.array(kinds)
-    weight = np.zeros(len(kinds))
-    present = [k for k in ("real", "fake", "sbi") if (kinds_arr == k).any()]
-    for k in present:
-        mask = kinds_arr == k
-        weight[mask] = 1.0 / (len(present) * mask.sum())
-    return torch.cat(maps), torch.tensor(labels), torch.from_numpy(weight * len(kinds)).float()
+    return torch.cat(maps), torch.tensor(labels), torch.from_numpy(source_weights(kinds)).float()
 
 
 def train_last_block(
