@@ -63,7 +63,7 @@ deploy-check: export
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy deepfake_core export triton_runtime clients benchmarks gateway loadtests
+	$(VENV)/bin/mypy deepfake_core export training triton_runtime clients benchmarks gateway loadtests
 
 bench-triton: export
 	$(PY) -m benchmarks.triton_bench

@@ -38,7 +38,7 @@ MODELS = (
 
 def bench_clip(seconds: float = 10.0, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
     """The generated benchmark clip (cached under results/)."""
-    from gateway.sample_clip import hd_clip
+    from deepfake_core.sample_clip import hd_clip
 
     path = RESULTS / f"bench_{width}x{height}_{fps}fps_{seconds:g}s.mp4"
     if not path.exists():

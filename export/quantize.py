@@ -4,8 +4,8 @@
 ``model.fp32.onnx`` and the quantised one is served as ``model.onnx`` (QDQ, so the same file also gives TensorRT an
 INT8 engine on GPU). Nothing here needs ../shared:
 
-- calibration: the crops the serving pipeline cuts from generated face clips (``gateway.sample_clip``, three frame
-  sizes), each clip clean and with ``export.augment``'s re-compression / scaling / colour draws;
+- calibration: the crops the serving pipeline cuts from generated face clips (``deepfake_core.sample_clip``, three frame
+  sizes), each clip clean and with ``training.augment``'s re-compression / scaling / colour draws;
 - gate: PROB_FAKE of the two graphs on held-out generated clips (other sizes, other augmentation seeds). Above
   ``MAX_PROB_DELTA`` the float32 graph is served instead, with a message.
 
@@ -27,9 +27,9 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from deepfake_core import constants as C
 from deepfake_core.preprocess import normalize_crops
-from export.augment import augment_clip
-from export.datasets import REAL, Sample
-from export.faces_cache import FaceExtractor
+from training.augment import augment_clip
+from training.datasets import REAL, Sample
+from training.faces_cache import FaceExtractor
 
 __all__ = [
     "CALIBRATION_SIZES",
@@ -73,7 +73,7 @@ class _Clip:
 
 
 def _served_crops(sizes: Sequence[tuple[int, int]], extractor: FaceExtractor, workdir: Path) -> list[_Clip]:
-    from gateway.sample_clip import face_video
+    from deepfake_core.sample_clip import face_video
 
     clips = []
     for width, height in sizes:

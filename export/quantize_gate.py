@@ -1,7 +1,7 @@
 """Quality gate of the INT8 classifier on real clips: float32 and INT8 graphs side by side.
 
 ``python -m export.quantize_gate --data DIR [DIR ...] [--cache DIR] [--model-repository DIR]``: for every labelled
-video of the folders, the served crops (``export.faces_cache``: the serving pipeline, cached) go through
+video of the folders, the served crops (``training.faces_cache``: the serving pipeline, cached) go through
 ``temporal_classifier/1/model.fp32.onnx`` and ``model.onnx`` (INT8; where the export refused INT8 and serves
 float32, the served graph is quantised here as the export does) as Triton would feed them (all T frames, the face
 mask); prints both AUCs, the largest and mean |delta PROB_FAKE| per video, and verdicts that flip at 0.5. Exit status
@@ -21,9 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_core.preprocess import normalize_crops
-from export.datasets import discover_all
-from export.evaluate import roc_auc
-from export.faces_cache import DEFAULT_CACHE, FaceExtractor
 from export.quantize import (
     CALIBRATION_SIZES,
     MAX_PROB_DELTA,
@@ -32,6 +29,9 @@ from export.quantize import (
     quantize_classifier,
     session,
 )
+from training.datasets import discover_all
+from training.evaluate import roc_auc
+from training.faces_cache import DEFAULT_CACHE, FaceExtractor
 
 MAX_AUC_DELTA = 0.01
 

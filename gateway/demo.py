@@ -26,9 +26,9 @@ from typing import Any
 
 import httpx
 
+from deepfake_core.sample_clip import face_video
 from gateway.__main__ import local_triton, triton_is_up
 from gateway.core.settings import REPO_ROOT
-from gateway.sample_clip import face_video
 
 DEMO_DIR = REPO_ROOT / "results" / "demo"
 DEFAULT_GATEWAY = "http://127.0.0.1:5050"

@@ -1,6 +1,6 @@
 """Test media generated in code: face videos with ground-truth boxes, faceless videos, bad inputs.
 
-Nothing is downloaded: the face videos come from ``gateway.sample_clip`` (the astronaut portrait bundled with
+Nothing is downloaded: the face videos come from ``deepfake_core.sample_clip`` (the astronaut portrait bundled with
 scikit-image, encoded with PyAV), independently of ``deepfake_core.video`` so that the reader is tested against a
 separate writer; this module adds faceless videos and the bad inputs.
 
@@ -20,7 +20,7 @@ import av
 import cv2
 import numpy as np
 
-from gateway.sample_clip import (
+from deepfake_core.sample_clip import (
     ASTRONAUT_FACE_BOX,
     ASTRONAUT_HEAD_PATCH,
     Box,

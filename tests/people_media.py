@@ -1,5 +1,5 @@
 """Test videos with several people: copies of the astronaut's head (``tests.media``) side by side, each at its own
-size and place, one of them optionally self-blended with the project's own SBI code (``export.self_blend``), and
+size and place, one of them optionally self-blended with the project's own SBI code (``training.self_blend``), and
 people who enter and leave mid-video. Every person's ground-truth face box per frame comes back with the video.
 """
 
@@ -14,8 +14,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from export.self_blend import BlendParams, self_blend
-from gateway.sample_clip import ASTRONAUT_FACE_BOX, ASTRONAUT_HEAD_PATCH, Box, write_video
+from deepfake_core.sample_clip import ASTRONAUT_FACE_BOX, ASTRONAUT_HEAD_PATCH, Box, write_video
+from training.self_blend import BlendParams, self_blend
 
 # MTCNN's five landmarks of the astronaut's face in skimage.data.astronaut() (the project's cascade finds them).
 ASTRONAUT_LANDMARKS = np.array(

@@ -27,7 +27,7 @@ from deepfake_core.mtcnn import load_mtcnn
 from export import onnx_export
 from export.__main__ import main
 from export.onnx_export import MODEL_NAMES, ExportCheckError, export_models
-from export.pretrained import load_imagenet
+from training.pretrained import load_imagenet
 
 SMALL = {"width_mult": 0.25, "depth_mult": 0.34}
 

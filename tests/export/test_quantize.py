@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.faces_cache import FaceExtractor, onnx_nets
 from export.quantize import MAX_PROB_DELTA, generated_batches, prob_fake, quantize_classifier, session
+from training.faces_cache import FaceExtractor, onnx_nets
 
 
 @pytest.fixture(scope="module")

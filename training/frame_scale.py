@@ -1,11 +1,11 @@
 """Readable scores for a temporal checkpoint: its threshold folded into the video head (``probability_fake >= 0.5``
-is FAKE) and its frame scores moved onto the video's scale (``export.calibrate.fit_frame_scale``).
+is FAKE) and its frame scores moved onto the video's scale (``training.calibrate.fit_frame_scale``).
 
 The temporal model's frame head is a separate linear head whose scores live on their own scale; here its logits are
 mapped by ``a * logit + b``, fitted so that the mean frame logit of a video predicts the video logit. The ranking of
 videos and every verdict stay as they were. This is how ``weights/classifier.pt`` (``...-cal2``) was made:
 
-``python -m export.frame_scale --data ../shared/data/dataset_clips ../shared/data/train ../shared/data/real_faces
+``python -m training.frame_scale --data ../shared/data/dataset_clips ../shared/data/train ../shared/data/real_faces
 --cache FACE_CACHE --checkpoint OLD.pt --out weights/classifier.pt --version sbi-lite0-imagenet-20261122-cal2``
 """
 
@@ -25,7 +25,7 @@ from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_core.classifier import TemporalClassifier
 from deepfake_core.constants import DECISION_THRESHOLD
 from deepfake_core.preprocess import normalize_crops
-from export.calibrate import fit_frame_scale
+from training.calibrate import fit_frame_scale
 
 __all__ = ["rescale", "score_rows"]
 
@@ -68,13 +68,13 @@ def rescale(model: TemporalClassifier, threshold: float, rows: Sequence[tuple[fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from export.datasets import discover
-    from export.faces_cache import DEFAULT_CACHE, FaceExtractor
-    from export.features import face_frames
+    from training.datasets import discover
+    from training.faces_cache import DEFAULT_CACHE, FaceExtractor
+    from training.research.features import face_frames
 
-    parser = argparse.ArgumentParser(prog="python -m export.frame_scale", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.frame_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", type=Path, required=True, help="folders of labelled videos")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache (export.faces_cache)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache (training.faces_cache)")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a temporal checkpoint")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clips", type=int, default=90, help="videos to fit on (a seeded shuffle of --data)")

@@ -1,10 +1,10 @@
 """Video-level evaluation of the served pipeline on a labelled folder; picks and stores the decision threshold.
 
-``python -m export.evaluate --data DIR [--checkpoint CKPT] [--triton HOST:PORT] [--split CKPT.split.json]``
+``python -m training.evaluate --data DIR [--checkpoint CKPT] [--triton HOST:PORT] [--split CKPT.split.json]``
 
 Scores every video the way the service does: either through Triton (``--triton``: the ``deepfake_detector``
 ensemble, via ``clients.triton_client.DetectorClient``) or through the PyTorch twin on crops made by the same
-shared pipeline (``export.faces_cache``: ``sample_video`` -> MTCNN cascade on the served ONNX nets ->
+shared pipeline (``training.faces_cache``: ``sample_video`` -> MTCNN cascade on the served ONNX nets ->
 ``main_face_track`` -> ``crop_faces``), with the checkpoint's ``num_frames`` frames. Both give the same numbers up
 to float rounding. Videos without any face score 0.5, as served.
 
@@ -210,8 +210,8 @@ def twin_scorer(
 
     from deepfake_core.checkpoint import load_or_untrained
     from deepfake_core.preprocess import normalize_crops
-    from export.faces_cache import FaceExtractor
-    from export.self_blend import draw_params, self_blend_clip
+    from training.faces_cache import FaceExtractor
+    from training.self_blend import draw_params, self_blend_clip
 
     model, metadata = load_or_untrained(checkpoint)
     extractor = FaceExtractor(int(metadata.get("num_frames", C.NUM_FRAMES)), cache)
@@ -279,7 +279,7 @@ def write_checkpoint_metadata(
     half = any(t.dtype == torch.float16 for t in raw["state_dict"].values())
     model, metadata = load_checkpoint(checkpoint)
     if platt is not None:
-        from export.calibrate import fold_platt
+        from training.calibrate import fold_platt
 
         fold_platt(model, *platt)
     metadata.update(updates)
@@ -287,10 +287,10 @@ def write_checkpoint_metadata(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from export.datasets import discover_all
-    from export.faces_cache import DEFAULT_CACHE
+    from training.datasets import discover_all
+    from training.faces_cache import DEFAULT_CACHE
 
-    p = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", type=Path, required=True, help="labelled dataset folders")
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled weights (export default)")
     p.add_argument("--untrained", action="store_true", help="evaluate the seeded untrained model")
@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probs = np.array([s.prob_fake for s in scored])
     platt: tuple[float, float] | None = None
     if args.calibrate:
-        from export.calibrate import apply_platt, fit_platt
+        from training.calibrate import apply_platt, fit_platt
 
         platt = fit_platt(labels, probs)
         probs = apply_platt(probs, *platt)

@@ -1,4 +1,4 @@
-"""export.frame_scale: a temporal checkpoint's threshold folded into its video head and its frame scores moved onto
+"""training.frame_scale: a temporal checkpoint's threshold folded into its video head and its frame scores moved onto
 the video's scale; verdicts unchanged."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deepfake_core.classifier import untrained_classifier
-from export.calibrate import fit_frame_scale
-from export.frame_scale import rescale, score_rows
+from training.calibrate import fit_frame_scale
+from training.frame_scale import rescale, score_rows
 
 SMALL = {"width_mult": 0.25, "depth_mult": 0.25}
 

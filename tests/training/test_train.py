@@ -18,13 +18,13 @@ from skimage.data import astronaut
 from deepfake_core.checkpoint import load_checkpoint
 from deepfake_core.classifier import ExportWrapper
 from deepfake_core.preprocess import normalize_crops
-from export.augment import AugmentConfig
-from export.datasets import Sample
-from export.faces_cache import FaceClip, FaceExtractor, torch_nets
 from export.onnx_export import export_models
-from export.pretrained import lite0_state_dict
-from export.train import ClipPool, TrainConfig, main, make_batch, train
 from tests.media import face_video
+from training.augment import AugmentConfig
+from training.datasets import Sample
+from training.faces_cache import FaceClip, FaceExtractor, torch_nets
+from training.pretrained import lite0_state_dict
+from training.train import ClipPool, TrainConfig, main, make_batch, train
 
 TINY = {"width_mult": 0.25, "depth_mult": 0.34, "dropout": 0.0, "drop_path": 0.0, "temporal_dim": 64}
 FRAMES = 6
@@ -78,7 +78,7 @@ def test_face_pipeline_offline_and_its_cache(media: dict[str, Path], extractor: 
 
 
 def test_panel_of_a_side_by_side_clip(media: dict[str, Path]) -> None:
-    import export.faces_cache as fc
+    import training.faces_cache as fc
 
     frames = np.arange(2 * 4 * 9 * 3, dtype=np.uint8).reshape(2, 4, 9, 3)
     np.testing.assert_array_equal(fc._cut_panel(frames, (1, 3)), frames[:, :, 3:6])

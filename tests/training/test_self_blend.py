@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from export.augment import AugmentConfig, augment_clip, h264_roundtrip
-from export.self_blend import BlendParams, blend_mask, draw_params, self_blend, self_blend_clip
+from training.augment import AugmentConfig, augment_clip, h264_roundtrip
+from training.self_blend import BlendParams, blend_mask, draw_params, self_blend, self_blend_clip
 
 # Astronaut face landmarks (eyes, nose, mouth corners) in a 224 px crop around her face.
 LANDMARKS = np.array([[92, 96], [134, 96], [113, 120], [96, 146], [130, 146]], np.float32)

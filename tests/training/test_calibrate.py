@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deepfake_core.classifier import ExportWrapper, untrained_classifier
-from export.calibrate import apply_platt, fit_platt, fold_platt
-from export.evaluate import roc_auc
+from training.calibrate import apply_platt, fit_platt, fold_platt
+from training.evaluate import roc_auc
 
 
 def test_fit_recovers_a_known_overconfidence() -> None:
@@ -47,7 +47,7 @@ def test_written_into_a_float16_checkpoint(tmp_path) -> None:
     """``evaluate --calibrate --write-checkpoint``'s write: the checkpoint stays float16, its metadata records the
     fit, and the loaded model serves the calibrated score."""
     from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
-    from export.evaluate import write_checkpoint_metadata
+    from training.evaluate import write_checkpoint_metadata
 
     model = untrained_classifier({"width_mult": 0.25, "depth_mult": 0.34, "temporal_dim": 64}).eval()
     ckpt = save_checkpoint(tmp_path / "m.pt", model, {"version": "c"}, half=True)

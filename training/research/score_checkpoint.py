@@ -1,8 +1,8 @@
-"""Video scores of a trained checkpoint on the face cache, as a fixed baseline for ``export.crossval``.
+"""Video scores of a trained checkpoint on the face cache, as a fixed baseline for ``training.research.crossval``.
 
-``python -m export.score_checkpoint --data DIR [DIR ...] --checkpoint CKPT --out scores.json [--frames 16]``:
+``python -m training.research.score_checkpoint --data DIR [DIR ...] --checkpoint CKPT --out scores.json [--frames 16]``:
 ``{path: video logit}`` from the PyTorch twin on up to ``frames`` evenly spaced face frames of each clip (the
-crops ``export.features`` uses for its ``clean`` variant).
+crops ``training.research.features`` uses for its ``clean`` variant).
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import torch
 
 from deepfake_core.checkpoint import load_checkpoint
 from deepfake_core.preprocess import normalize_crops
-from export.datasets import discover
-from export.faces_cache import DEFAULT_CACHE, FaceExtractor
-from export.features import face_frames
+from training.datasets import discover
+from training.faces_cache import DEFAULT_CACHE, FaceExtractor
+from training.research.features import face_frames
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.score_checkpoint", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.research.score_checkpoint", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--data", nargs="+", type=Path, required=True)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

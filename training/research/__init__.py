@@ -1,0 +1,1 @@
+"""Model-selection tools: each answered one question of the model card (its docstring says which)."""
