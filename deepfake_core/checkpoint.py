@@ -57,9 +57,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "deepfake-classifier/1"
-# The classifier weights shipped in the repository (docs/MODEL_CARD.md): `make export` serves them and the gateway's
-# Grad-CAM twin loads them unless told otherwise.
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "classifier.pt"
 METADATA_KEYS = (
     "arch",
     "num_frames",

@@ -37,6 +37,7 @@ import deepfake_core
 from deepfake_core import checkpoint as ckpt
 from deepfake_core import constants, mtcnn
 from deepfake_core.classifier import ExportWrapper
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from deepfake_core.preprocess import normalize_crops
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")
 # The checkpoint exported when none is given (the bundled weights, see docs/MODEL_CARD.md); None = the seeded
 # untrained classifier (`python -m export --untrained`).
-DEFAULT_CHECKPOINT: Path | None = ckpt.BUNDLED_CHECKPOINT
+DEFAULT_CHECKPOINT: Path | None = BUNDLED_CHECKPOINT
 
 OPSET = 17
 ATOL = 1e-4  # max abs difference allowed between ONNX Runtime and torch outputs

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_core.checkpoint import BUNDLED_CHECKPOINT, checkpoint_digest, load_or_untrained
+from deepfake_core.checkpoint import checkpoint_digest, load_or_untrained
 from deepfake_core.classifier import TemporalClassifier
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from triton_runtime.process import TritonProcess, TritonStartError
 from triton_runtime.server import DEFAULT_MODEL_REPOSITORY, ServerOptions
 

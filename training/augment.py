@@ -35,10 +35,28 @@ class AugmentConfig:
     noise: float = 0.1
     noise_std: tuple[float, float] = (1.0, 5.0)
     colour: float = 0.3
+    shift: float = 0.0
+    shift_px: float = 4.0  # largest translation of the whole clip, in crop pixels
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(flip=0, downscale=0, jpeg=0, h264=0, blur=0, noise=0, colour=0)
+        return cls(flip=0, downscale=0, jpeg=0, h264=0, blur=0, noise=0, colour=0, shift=0)
+
+    @classmethod
+    def robust(cls) -> AugmentConfig:
+        """Round 3: nearly every clip re-encoded in H.264 at CRF 18..40 (reals and fakes alike, so "compressed"
+        can't mean "real"), downscaled half the time, and small noise and shifts (a score must not move for a
+        grey level or a pixel)."""
+        return cls(
+            downscale=0.5,
+            h264=0.85,
+            h264_crf=(18, 40),
+            jpeg=0.5,
+            blur=0.15,
+            noise=0.5,
+            noise_std=(0.5, 3.0),
+            shift=0.4,
+        )
 
 
 def jpeg_roundtrip(frame: np.ndarray, quality: int) -> np.ndarray:
@@ -82,6 +100,10 @@ def augment_clip(
         x = out.astype(np.float32) / 255.0
         x = np.power(np.clip(x * gain + bias / 255.0, 0, 1), gamma)
         out = (x * 255.0 + 0.5).astype(np.uint8)
+    if rng.uniform() < cfg.shift:
+        dx, dy = rng.uniform(-cfg.shift_px, cfg.shift_px, 2)
+        m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+        out = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT) for f in out])
     if rng.uniform() < cfg.downscale:
         side = int(rng.integers(cfg.downscale_px[0], cfg.downscale_px[1] + 1))
         if side < h:

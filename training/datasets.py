@@ -33,6 +33,7 @@ __all__ = [
     "Sample",
     "discover",
     "group_split",
+    "originals",
     "parse_panel",
 ]
 
@@ -212,3 +213,30 @@ def group_split(samples: Sequence[Sample], val_fraction: float, seed: int) -> tu
     train = [s for s in samples if s.group not in val_groups]
     val = [s for s in samples if s.group in val_groups]
     return train, val
+
+
+_FFPP_IDS = re.compile(r"(?<![0-9])([0-9]{3})_([0-9]{3})(?![0-9])")
+
+
+def originals(samples: Sequence[Sample]) -> dict[Path, Sample]:
+    """fake path -> the real clip it was made from, where the folder holds it (FaceForensics++ naming).
+
+    A FaceForensics++ fake ``<target>_<source>`` keeps the target video's footage and changes only the face, so
+    its original is the real clip of the same group whose name holds ``<target>`` at the same compression (a
+    ``c40`` fake pairs with a ``c40`` original). Fakes without one (DFDC, talking heads) are left out."""
+    reals: dict[str, list[Sample]] = {}
+    for s in samples:
+        if s.label == REAL:
+            reals.setdefault(s.group, []).append(s)
+    out: dict[Path, Sample] = {}
+    for s in samples:
+        match = _FFPP_IDS.search(s.path.stem) if s.label == FAKE else None
+        if match is None:
+            continue
+        target, c40 = match.group(1), "c40" in s.path.stem
+        for real in reals.get(s.group, []):
+            stem = real.path.stem
+            if re.search(rf"(?<![0-9]){target}(?![0-9])", stem) and ("c40" in stem) == c40:
+                out[s.path] = real
+                break
+    return out

@@ -34,6 +34,7 @@ from deepfake_core import constants as C
 from deepfake_core.face_tracking import track_faces
 from deepfake_core.faces import crop_faces, crop_region, main_face_track
 from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets
+from deepfake_core.paths import MODEL_REPOSITORY
 from deepfake_core.video import analysis_size, sample_video
 from training.datasets import Sample, discover_all
 
@@ -41,7 +42,6 @@ __all__ = ["DEFAULT_CACHE", "FaceClip", "FaceExtractor", "cache_clips", "onnx_ne
 
 DEFAULT_CACHE = Path(os.environ.get("DEEPFAKE_FACE_CACHE", Path.home() / ".cache" / "deepfake-faces"))
 PIPELINE_VERSION = "2"  # bump when the pipeline's output changes, to invalidate caches
-_MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
 
 @dataclass
@@ -71,7 +71,7 @@ class FaceClip:
             return cls(**{k: z[k] for k in ("crops", "present", "landmarks", "boxes", "scores")})
 
 
-def onnx_nets(model_repository: Path = _MODEL_REPOSITORY, threads: int = 0) -> MtcnnNets:
+def onnx_nets(model_repository: Path = MODEL_REPOSITORY, threads: int = 0) -> MtcnnNets:
     """The cascade's nets on ONNX Runtime, from the ONNX files Triton serves (``make export`` writes them)."""
     import onnxruntime as ort
 

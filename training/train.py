@@ -31,7 +31,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from deepfake_core.checkpoint import save_checkpoint
 from deepfake_core.classifier import BACKBONES, TemporalClassifier, build_classifier
 from deepfake_core.preprocess import normalize_crops
 from training.augment import AugmentConfig, augment_clip
-from training.datasets import Sample, discover_all, group_split
+from training.datasets import Sample, discover_all, group_split, originals
 from training.faces_cache import DEFAULT_CACHE, FaceClip, FaceExtractor, cache_clips
 from training.pretrained import load_imagenet
 from training.self_blend import draw_params, self_blend_clip
@@ -74,6 +74,12 @@ class TrainConfig:
     pretrained: bool = False  # start the frame encoder from ImageNet weights (effnet_lite0; training.pretrained)
     freeze_blocks: int = -1  # with pretrained: keep the stem and this many first blocks fixed (-1: none fixed)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init: str = ""  # start from this checkpoint (its arch and weights), e.g. the bundled one
+    schedule: str = "cosine"  # or "constant": warm-up, then lr for good (a run that can be extended by --resume)
+    ema: float = 0.0  # >0: keep an exponential moving average of the weights; it is what gets saved and scored
+    pair_share: float = 0.0  # share of pairs that are a labelled fake beside its own original (same footage)
+    consistency: float = 0.0  # weight of (video logit of a clip - that of a copy off by ~1 grey level, 1 px)^2
+    consistency_clips: int = 2  # how many clips of a batch get such a copy
 
 
 @dataclass
@@ -84,14 +90,22 @@ class PoolItem:
 
 
 class ClipPool:
-    """Training clips with at least one face: reals (also the sources of self-blends) and labelled fakes."""
+    """Training clips with at least one face: reals (also the sources of self-blends) and labelled fakes, and the
+    (fake, original) pairs among them (``training.datasets.originals``: same footage, only the face differs)."""
 
     def __init__(self, items: Sequence[tuple[Sample, FaceClip]]) -> None:
-        usable = [PoolItem(s.name, s.label, c) for s, c in items if c.present.any()]
+        kept = [(s, c) for s, c in items if c.present.any()]
+        usable = [PoolItem(s.name, s.label, c) for s, c in kept]
         self.reals = [it for it in usable if it.label == 0]
         self.fakes = [it for it in usable if it.label == 1]
         if not self.reals:
             raise ValueError("no real clip with a face: self-blending needs real faces")
+        by_path = {s.path: it for (s, _), it in zip(kept, usable, strict=True)}
+        self.pairs = [
+            (by_path[fake], by_path[real.path])
+            for fake, real in originals([s for s, _ in kept]).items()
+            if real.path in by_path
+        ]
 
 
 @dataclass
@@ -99,7 +113,8 @@ class Batch:
     faces: torch.Tensor  # float32 [B, T, 3, S, S], zeros where mask is 0
     mask: torch.Tensor  # float32 [B, T]
     labels: torch.Tensor  # float32 [B]
-    kinds: list[str]  # "real", "sbi" or "fake" per clip
+    kinds: list[str]  # "real", "sbi" or "fake" per clip; "twin" for a consistency copy (after the B clips)
+    twins: list[int] = field(default_factory=list)  # twins[i]: the clip the (B + i)-th clip is a copy of
 
 
 def _pick_frames(clip: FaceClip, frames: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,10 +149,15 @@ def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
     probability ``1 - sbi_share`` (when labelled fakes exist) a random real clip and a labelled fake instead.
     """
     rng = np.random.default_rng([cfg.seed, step % cfg.overfit_batches if cfg.overfit_batches else step])
-    faces, masks, labels, kinds = [], [], [], []
+    faces: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    labels: list[float] = []
+    kinds: list[str] = []
+    raw: list[np.ndarray] = []  # augmented uint8 crops, for the consistency copies
 
     def add(crops: np.ndarray, present: np.ndarray, aug_seed: int, kind: str) -> None:
         crops = augment_clip(crops, present, np.random.default_rng(aug_seed), cfg.augment)
+        raw.append(crops)
         x = normalize_crops(crops)
         x[~present] = 0.0  # masked frames are zero-filled
         faces.append(x)
@@ -146,6 +166,17 @@ def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
         kinds.append(kind)
 
     for _ in range((cfg.batch + 1) // 2):
+        if pool.pairs and cfg.pair_share > 0 and rng.uniform() < cfg.pair_share:
+            # A fake and its original: the same frames, the same augmentation draw (the face is the difference).
+            fake, original = pool.pairs[int(rng.integers(len(pool.pairs)))]
+            frames = min(len(fake.clip.crops), len(original.clip.crops))
+            both = fake.clip.present[:frames] & original.clip.present[:frames]
+            pool_idx = np.flatnonzero(both) if both.sum() >= cfg.frames else np.arange(frames)
+            idx = np.sort(rng.choice(pool_idx, size=cfg.frames, replace=len(pool_idx) < cfg.frames))
+            aug_seed = int(rng.integers(2**63))
+            add(original.clip.crops[idx], original.clip.present[idx], aug_seed, "real")
+            add(fake.clip.crops[idx], fake.clip.present[idx], aug_seed, "fake")
+            continue
         real = pool.reals[int(rng.integers(len(pool.reals)))]
         crops, landmarks, present = _pick_frames(real.clip, cfg.frames, rng)
         aug_seed = int(rng.integers(2**63))
@@ -158,12 +189,37 @@ def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
             blended, _ = self_blend_clip(crops, landmarks, present, draw_params(rng))
             add(blended, present, aug_seed, "sbi")
     n = cfg.batch
+    del faces[n:], masks[n:], labels[n:], kinds[n:], raw[n:]
+    twins = [i for i in range(n) if kinds[i] == "real"][: cfg.consistency_clips] if cfg.consistency > 0 else []
+    for i in twins:
+        # A copy a hair away: +-1 grey level of noise and a sub-pixel-to-1-pixel shift. Its score should not move.
+        copy = _nudge(raw[i], rng)
+        x = normalize_crops(copy)
+        present = masks[i] > 0.5
+        x[~present] = 0.0
+        faces.append(x)
+        masks.append(masks[i])
+        labels.append(labels[i])
+        kinds.append("twin")
     return Batch(
-        torch.from_numpy(np.stack(faces[:n])),
-        torch.from_numpy(np.stack(masks[:n])),
-        torch.tensor(labels[:n], dtype=torch.float32),
-        kinds[:n],
+        torch.from_numpy(np.stack(faces)),
+        torch.from_numpy(np.stack(masks)),
+        torch.tensor(labels, dtype=torch.float32),
+        kinds,
+        twins,
     )
+
+
+def _nudge(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 crops with +-1 grey level of noise and a shift of at most one pixel."""
+    import cv2
+
+    h, w = crops.shape[1:3]
+    dx, dy = rng.uniform(-1, 1, 2)
+    m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+    shifted = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT) for f in crops])
+    noise = rng.integers(-1, 2, size=crops.shape, dtype=np.int16)
+    return np.clip(shifted.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 def _prefetch(pool: ClipPool, cfg: TrainConfig, start: int, depth: int = 2) -> Iterator[Batch]:
@@ -195,20 +251,30 @@ def _prefetch(pool: ClipPool, cfg: TrainConfig, start: int, depth: int = 2) -> I
             q.get_nowait()
 
 
-def loss_fn(model_out: tuple[torch.Tensor, torch.Tensor], batch: Batch, frame_weight: float) -> torch.Tensor:
+def loss_fn(
+    model_out: tuple[torch.Tensor, torch.Tensor], batch: Batch, frame_weight: float, consistency: float = 0.0
+) -> torch.Tensor:
+    """BCE on the video logit + ``frame_weight`` x BCE on present frames (the batch's clips, not the twins) +
+    ``consistency`` x the mean squared difference of the video logits of each twin and its clip."""
     video_logit, frame_logits = model_out
+    n = len(batch.kinds) - len(batch.twins)
     bce = nn.functional.binary_cross_entropy_with_logits
-    loss = bce(video_logit, batch.labels)
+    labels, mask = batch.labels[:n], batch.mask[:n]
+    loss = bce(video_logit[:n], labels)
     if frame_weight > 0:
-        target = batch.labels[:, None].expand_as(frame_logits) * FAKE_FRAME_LABEL
-        per_frame = bce(frame_logits, target, reduction="none") * batch.mask
-        loss = loss + frame_weight * per_frame.sum() / batch.mask.sum().clamp(min=1.0)
+        target = labels[:, None].expand_as(frame_logits[:n]) * FAKE_FRAME_LABEL
+        per_frame = bce(frame_logits[:n], target, reduction="none") * mask
+        loss = loss + frame_weight * per_frame.sum() / mask.sum().clamp(min=1.0)
+    if consistency > 0 and batch.twins:
+        loss = loss + consistency * (video_logit[n:] - video_logit[batch.twins]).pow(2).mean()
     return loss
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
@@ -228,21 +294,34 @@ def train(
     half: bool = False,
     max_minutes: float | None = None,
     stop_after: int | None = None,
+    on_eval: Callable[[int, TemporalClassifier], None] | None = None,
+    eval_every: int = 0,
+    keep_state: bool = False,
 ) -> tuple[TemporalClassifier, list[float], dict[str, float]]:
     """Train; returns (model in eval mode, per-step losses, timing). Writes ``out`` (a checkpoint).
 
-    ``max_minutes``: stop early and write the checkpoint (the schedule is not shortened). ``stop_after``: stop
-    after that many steps as if interrupted, leaving only ``<out>.state.pt`` for ``resume=True``.
+    ``max_minutes``: stop early, write the checkpoint and keep ``<out>.state.pt`` so ``resume=True`` goes on (the
+    schedule is not shortened). ``stop_after``: stop after that many steps as if interrupted, leaving only
+    ``<out>.state.pt``. ``on_eval(step, model)`` is called every ``eval_every`` steps and at the end with the model
+    that would be saved (the weight average with ``cfg.ema``), in eval mode; training resumes after it.
+    ``keep_state``: keep ``<out>.state.pt`` at the end too, so a later call with more ``cfg.steps`` extends the run.
+    On CUDA the forward and backward passes run in bfloat16 autocast (mixed precision).
     """
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg.arch)
+    if cfg.init:
+        from deepfake_core.checkpoint import load_checkpoint
+
+        loaded, _ = load_checkpoint(cfg.init)
+        model = loaded.float()
+    else:
+        model = build_classifier(cfg.arch)
     if not isinstance(model, TemporalClassifier):
         raise ValueError(
             "training.train trains the temporal arch; the frame-mean head is training.research.train_head's"
         )
-    if cfg.pretrained:
+    if cfg.pretrained and not cfg.init:
         load_imagenet(model)
     frozen = _freeze(model, cfg.freeze_blocks)
     model.to(device)
@@ -252,6 +331,7 @@ def train(
     optimiser = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
+    ema = _WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     start, losses = 0, []
     state_path = _state_path(out)
     if resume and state_path.exists():
@@ -260,7 +340,27 @@ def train(
         optimiser.load_state_dict(state["optimiser"])
         start, losses = int(state["step"]), list(state["losses"])
         torch.set_rng_state(state["torch_rng"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         print(f"resumed from {state_path} at step {start}", file=sys.stderr)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
+
+    def kept() -> TemporalClassifier:
+        """The model to save and score, in eval mode."""
+        chosen = ema.model if ema is not None else model
+        chosen.eval()
+        return chosen
+
+    evaluated = [-1]
+
+    def evaluate(step: int) -> None:
+        evaluated[0] = step
+        if on_eval is not None:
+            with torch.no_grad():
+                on_eval(step, kept())
+            model.train()
+            for module in frozen:
+                module.eval()
 
     def save_state(step: int) -> None:
         tmp = state_path.with_name(state_path.name + ".tmp")
@@ -271,6 +371,7 @@ def train(
                 "step": step,
                 "losses": losses,
                 "torch_rng": torch.get_rng_state(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "config": json.loads(json.dumps(asdict(cfg), default=str)),
             },
             tmp,
@@ -286,18 +387,24 @@ def train(
     for step, batch in enumerate(_prefetch(pool, cfg, start), start=start):
         for group in optimiser.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        output = model(batch.faces.to(device), batch.mask.to(device))
-        loss = loss_fn(output, _to(batch, device), cfg.frame_loss_weight)
+        with autocast:
+            output = model(batch.faces.to(device), batch.mask.to(device))
+        output = type(output)(*(t.float() for t in output))
+        loss = loss_fn(output, _to(batch, device), cfg.frame_loss_weight, cfg.consistency)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimiser.step()
+        if ema is not None:
+            ema.update(model)
         losses.append(float(loss.detach()))
         recent = float(np.mean(losses[-20:]))
         bar.set_postfix(loss=f"{recent:.3f}", lr=f"{_lr_at(step, cfg):.2e}")
         bar.update(1)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_state(step + 1)
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < cfg.steps:
+            evaluate(step + 1)
         if stop_after is not None and step + 1 >= stop_after and step + 1 < cfg.steps:
             save_state(step + 1)
             bar.close()
@@ -305,8 +412,11 @@ def train(
             return model, losses, {"seconds": time.perf_counter() - t0, "steps": len(losses) - start}
         if max_minutes is not None and time.perf_counter() - t0 > 60.0 * max_minutes and step + 1 < cfg.steps:
             print(f"time limit reached: stopping after {step + 1} of {cfg.steps} steps", file=sys.stderr)
+            save_state(step + 1)  # kept: --resume goes on from here
             break
     bar.close()
+    if len(losses) > start and evaluated[0] != len(losses):
+        evaluate(len(losses))
     seconds = time.perf_counter() - t0
     done = len(losses) - start
     timing = {
@@ -316,15 +426,43 @@ def train(
         "clips_per_s": done * cfg.batch / seconds if seconds > 0 else 0.0,
         "frames_per_s": done * cfg.batch * cfg.frames / seconds if seconds > 0 else 0.0,
     }
-    model.eval()
+    final = kept()
     meta = {"num_frames": C.NUM_FRAMES, **(metadata or {})}
     meta["metrics"] = {**meta.get("metrics", {}), "training": {**timing, "frames_per_clip": cfg.frames}}
     if len(losses) < cfg.steps:
         meta["training_data"] = f"{meta.get('training_data', '')}; stopped at the time limit after {len(losses)} steps"
-    save_checkpoint(out, model.cpu(), meta, half=half)
-    model.to(device)
-    state_path.unlink(missing_ok=True)
-    return model, losses, timing
+    save_checkpoint(out, final.cpu(), meta, half=half)
+    final.to(device)
+    if keep_state:
+        save_state(len(losses))  # a longer run (more --steps) can go on from here
+    elif len(losses) >= cfg.steps:
+        state_path.unlink(missing_ok=True)
+    return final, losses, timing
+
+
+class _WeightAverage:
+    """Exponential moving average of a model's weights (and a copy of its buffers)."""
+
+    def __init__(self, model: TemporalClassifier, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if avg.dtype.is_floating_point:
+                avg.mul_(self.decay).add_(new.detach(), alpha=1.0 - self.decay)
+            else:
+                avg.copy_(new)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
 
 
 def _freeze(model: TemporalClassifier, blocks: int) -> list[nn.Module]:

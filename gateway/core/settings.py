@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from deepfake_core import constants as C
-from deepfake_core.checkpoint import BUNDLED_CHECKPOINT
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from gateway.services.storage import DEFAULT_CHUNK_SIZE, DEFAULT_FOLDER, DEFAULT_LARGE_THRESHOLD_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import torch
 
 from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_core.classifier import untrained_classifier
-from training import evaluate
 from tests.media import face_video
+from training import evaluate
 from training.datasets import discover, group_split, parse_panel
 from training.evaluate import compute_metrics, equal_error_rate, pick_threshold, roc_auc
 

@@ -20,63 +20,18 @@ Leave-one-dataset-out: train without DFDC and DFD (test DFDC fakes against DFD +
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.evaluate import roc_auc
+from training.validation import Clip, family_aucs, family_of, manifest_rows
 
 __all__ = ["Clip", "Head", "eval_units", "family_of", "fit_head", "load_clips", "run_crossval"]
-
-FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
-
-
-@dataclass
-class Clip:
-    """One source file with its variants' video-level features (mean over face frames)."""
-
-    path: str
-    label: int
-    group: str
-    root: str
-    family: str
-    domain: str  # which reals a family's fakes are compared with
-    variants: dict[str, np.ndarray] = field(default_factory=dict)  # variant -> [D] float32
-    frames: dict[str, np.ndarray] = field(default_factory=dict)  # variant -> [F, D] float32
-
-
-def _manifest_rows(data_root: Path | None) -> dict[str, dict[str, str]]:
-    rows: dict[str, dict[str, str]] = {}
-    if data_root is None:
-        return rows
-    for manifest in data_root.glob("*/MANIFEST.csv"):
-        with open(manifest, newline="") as f:
-            for row in csv.DictReader(f):
-                rows[str((manifest.parent / row["path"]).resolve())] = row
-    return rows
-
-
-def family_of(root: str, label: int, source: str, row: dict[str, str] | None) -> tuple[str, str]:
-    """(family, domain) of a clip; see the module docstring."""
-    dataset = (row or {}).get("dataset", "")
-    if root == "dataset_clips":
-        domain = "dfd+dfdc" if "DFDC" in dataset or "DeepFakeDetection" in dataset else "ff++"
-        if label == 0:
-            return "real", domain
-        if domain == "dfd+dfdc":
-            return "DFDC", domain
-        for method in FFPP_METHODS:
-            if source == method:
-                return f"FF++ {method}", domain
-        return "FF++ other", domain
-    if root == "train":
-        return ("real" if label == 0 else source.replace("faceswap", "face swap")), "train"
-    return "real", root
 
 
 def load_clips(features: Path, data_root: Path | None) -> list[Clip]:
@@ -84,7 +39,7 @@ def load_clips(features: Path, data_root: Path | None) -> list[Clip]:
     import torch
 
     state = torch.load(features, weights_only=False)
-    rows = _manifest_rows(data_root)
+    rows = manifest_rows(data_root)
     clips: dict[str, Clip] = {}
     for item in state["items"]:
         path = item["path"]
@@ -178,30 +133,6 @@ def eval_units(clips: Sequence[Clip]) -> list[tuple[Clip, str, int, str, str]]:
     return out
 
 
-def _aucs(units: list[tuple[Clip, str, int, str, str]], scores: np.ndarray) -> dict[str, float]:
-    labels = np.array([u[2] for u in units])
-    fams = np.array([u[3] for u in units])
-    domains = np.array([u[4] for u in units])
-    roots = np.array([u[0].root for u in units])
-    variants = np.array([u[1] for u in units])
-    clean = variants == "clean"
-    out: dict[str, float] = {}
-    ds = clean & (roots == "dataset_clips")
-    out["dataset-style"] = roc_auc(labels[ds], scores[ds])
-    out["all clips"] = roc_auc(labels[clean], scores[clean])
-    real_clean = clean & (labels == 0)
-    for fam in sorted(set(fams[labels == 1])):
-        fakes = fams == fam
-        if fam == "self-blend":
-            reals = real_clean
-        else:
-            domain = domains[fakes][0]
-            reals = real_clean & (domains == domain)
-        sel = fakes | reals
-        out[fam] = roc_auc(labels[sel], scores[sel])
-    return out
-
-
 def run_crossval(
     clips: Sequence[Clip],
     scorer_factory: Callable[[Sequence[Clip]], Callable[[Clip, str], float]] | None,
@@ -235,9 +166,9 @@ def run_crossval(
                     scores[j] = score(u[0], u[1])
                     fold_units.append(j)
             sub = [units[j] for j in fold_units]
-            fold_headline.append(_aucs(sub, scores[fold_units]).get("dataset-style", float("nan")))
+            fold_headline.append(family_aucs(sub, scores[fold_units]).get("dataset-style", float("nan")))
         keep = ~np.isnan(scores)
-        per_repeat.append(_aucs([u for u, k in zip(units, keep, strict=True) if k], scores[keep]))
+        per_repeat.append(family_aucs([u for u, k in zip(units, keep, strict=True) if k], scores[keep]))
     keys = per_repeat[0].keys()
     summary: dict[str, Any] = {
         k: {
@@ -271,7 +202,7 @@ def leave_one_dataset_out(
     """AUC on DFDC trained without DFDC/DFD, and on FF++ trained without FF++."""
     out = {}
     for name, domain in (("DFDC (trained without DFDC, DFD)", "dfd+dfdc"), ("FF++ (trained without FF++)", "ff++")):
-        test = [c for c in clips if c.domain == domain]
+        test = [c for c in clips if c.domain.startswith(domain)]
         test_groups = {c.group for c in test}
         train = [c for c in clips if c.group not in test_groups]
         score = scorer_factory(train)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from deepfake_core.preprocess import normalize_crops
 from training.augment import AugmentConfig, augment_clip
 from training.datasets import Sample, discover
@@ -35,7 +36,6 @@ from training.self_blend import draw_params, self_blend_clip
 
 __all__ = ["ENCODERS", "build_encoder", "clip_variants", "extract", "face_frames"]
 
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "classifier.pt"
 ENCODERS = ("dinov2_112", "dinov2_168", "lite0_224", "lite0_bundled")
 
 

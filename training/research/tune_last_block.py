@@ -34,6 +34,7 @@ from torch import nn
 
 from deepfake_core.checkpoint import load_checkpoint
 from deepfake_core.classifier import TemporalClassifier
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from training.research.crossval import (
     Clip,
     fit_head,
@@ -44,7 +45,6 @@ from training.research.crossval import (
     source_weights,
     training_set,
 )
-from training.research.features import BUNDLED_CHECKPOINT
 
 Scorer = Callable[[Clip, str], float]
 Factory = Callable[[Sequence[Clip]], Scorer]
