@@ -37,16 +37,18 @@ class AugmentConfig:
     colour: float = 0.3
     shift: float = 0.0
     shift_px: float = 4.0  # largest translation of the whole clip, in crop pixels
+    border: float = 0.0
+    border_frac: tuple[float, float] = (0.05, 0.3)  # black band on one or two sides, as a face off the frame gives
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(flip=0, downscale=0, jpeg=0, h264=0, blur=0, noise=0, colour=0, shift=0)
+        return cls(flip=0, downscale=0, jpeg=0, h264=0, blur=0, noise=0, colour=0, shift=0, border=0)
 
     @classmethod
     def robust(cls) -> AugmentConfig:
         """Round 3: nearly every clip re-encoded in H.264 at CRF 18..40 (reals and fakes alike, so "compressed"
         can't mean "real"), downscaled half the time, and small noise and shifts (a score must not move for a
-        grey level or a pixel)."""
+        grey level or a pixel), and black bands on a quarter of the clips (padding must not mean "real")."""
         return cls(
             downscale=0.5,
             h264=0.85,
@@ -56,6 +58,7 @@ class AugmentConfig:
             noise=0.5,
             noise_std=(0.5, 3.0),
             shift=0.4,
+            border=0.25,
         )
 
 
@@ -104,6 +107,18 @@ def augment_clip(
         dx, dy = rng.uniform(-cfg.shift_px, cfg.shift_px, 2)
         m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         out = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT) for f in out])
+    if rng.uniform() < cfg.border:
+        out = out.copy()
+        for side in rng.choice(4, size=int(rng.integers(1, 3)), replace=False):
+            band = int(round(rng.uniform(*cfg.border_frac) * (h if side < 2 else w)))
+            if side == 0:
+                out[:, :band] = 0
+            elif side == 1:
+                out[:, h - band :] = 0
+            elif side == 2:
+                out[:, :, :band] = 0
+            else:
+                out[:, :, w - band :] = 0
     if rng.uniform() < cfg.downscale:
         side = int(rng.integers(cfg.downscale_px[0], cfg.downscale_px[1] + 1))
         if side < h:

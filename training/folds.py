@@ -20,6 +20,7 @@ AUC per family, accuracy at 0.5 and at the best threshold, for the trained model
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -311,6 +312,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pair-share", type=float, default=0.35)
     p.add_argument("--consistency", type=float, default=1.0)
     p.add_argument("--consistency-clips", type=int, default=2)
+    p.add_argument("--border", type=float, default=AugmentConfig.robust().border, help="share of clips banded")
+    p.add_argument(
+        "--match-padding",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a real clip and the labelled fake beside it share their black padding",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--save-every", type=int, default=25)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -331,7 +339,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         save_every=args.save_every,
         arch={"width_mult": 1.0, "depth_mult": 1.0, "backbone": "effnet_lite0"},
         pretrained=not str(args.init),
-        augment=AugmentConfig.robust(),
+        augment=dataclasses.replace(AugmentConfig.robust(), border=args.border),
+        match_padding=args.match_padding,
         init=str(args.init) if str(args.init) else "",
         schedule="constant",
         ema=args.ema,

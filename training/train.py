@@ -85,6 +85,7 @@ class TrainConfig:
     pair_share: float = 0.0  # share of pairs that are a labelled fake beside its own original (same footage)
     consistency: float = 0.0  # weight of (video logit of a clip - that of a copy off by ~1 grey level, 1 px)^2
     consistency_clips: int = 2  # how many clips of a batch get such a copy
+    match_padding: bool = False  # a real clip and the labelled fake beside it share their black padding
 
 
 @dataclass
@@ -185,12 +186,15 @@ def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
         real = pool.reals[int(rng.integers(len(pool.reals)))]
         crops, landmarks, present = _pick_frames(real.clip, cfg.frames, rng)
         aug_seed = int(rng.integers(2**63))
-        add(crops, present, aug_seed, "real")
         if pool.fakes and rng.uniform() >= cfg.sbi_share:
             fake = pool.fakes[int(rng.integers(len(pool.fakes)))]
             fake_crops, _, fake_present = _pick_frames(fake.clip, cfg.frames, rng)
+            if cfg.match_padding:
+                crops, fake_crops = share_padding(crops, fake_crops)
+            add(crops, present, aug_seed, "real")
             add(fake_crops, fake_present, int(rng.integers(2**63)), "fake")
         else:
+            add(crops, present, aug_seed, "real")
             blended, _ = self_blend_clip(crops, landmarks, present, draw_params(rng))
             add(blended, present, aug_seed, "sbi")
     n = cfg.batch
@@ -213,6 +217,18 @@ def make_batch(pool: ClipPool, cfg: TrainConfig, step: int) -> Batch:
         kinds,
         twins,
     )
+
+
+def share_padding(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two clips' crops [T,S,S,3] with the black padding of either (where a face box ran off the frame) on both.
+
+    Real footage is far more often padded than the labelled fakes here (tight crops, small frames: 73-78 % of the
+    real clips against 11 % of the FaceForensics++ fakes), so unmatched, "padded" would mean "real"."""
+    black = (a.max(-1) < 8) | (b.max(-1) < 8)
+    a, b = a.copy(), b.copy()
+    a[black] = 0
+    b[black] = 0
+    return a, b
 
 
 def _nudge(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -529,6 +545,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pair-share", type=float, default=d.pair_share, help="share of fake/original pairs")
     p.add_argument("--consistency", type=float, default=d.consistency, help="weight of the grey-level consistency")
     p.add_argument("--consistency-clips", type=int, default=d.consistency_clips)
+    p.add_argument("--match-padding", action="store_true", help="real and labelled fake share their black padding")
     return p.parse_args(argv)
 
 
@@ -560,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pair_share=args.pair_share,
         consistency=args.consistency,
         consistency_clips=args.consistency_clips,
+        match_padding=args.match_padding,
     )
     if args.pretrained and args.backbone != "effnet_lite0":
         raise SystemExit("--pretrained needs --backbone effnet_lite0 (the only encoder with ImageNet weights here)")

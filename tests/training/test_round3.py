@@ -14,7 +14,7 @@ from deepfake_core.checkpoint import load_checkpoint
 from training.augment import AugmentConfig, augment_clip
 from training.datasets import FAKE, REAL, Sample, originals
 from training.faces_cache import FaceClip
-from training.train import Batch, ClipPool, TrainConfig, loss_fn, make_batch, train
+from training.train import Batch, ClipPool, TrainConfig, loss_fn, make_batch, share_padding, train
 from training.validation import family_of
 
 TINY = {"width_mult": 0.25, "depth_mult": 0.34, "dropout": 0.0, "drop_path": 0.0, "temporal_dim": 64}
@@ -161,3 +161,43 @@ def test_weight_average_is_what_is_saved_and_a_kept_state_extends_the_run(
     assert all(torch.allclose(saved.state_dict()[k].float(), avg[k].float()) for k in avg)
     _, more, _ = train(paired_pool, dataclasses.replace(cfg, steps=6), tmp_path / "m.pt", progress=False, resume=True)
     assert len(more) == 6 and more[:4] == losses
+
+
+def test_shared_padding_puts_either_clips_black_bands_on_both() -> None:
+    a = np.full((2, 8, 8, 3), 120, np.uint8)
+    b = np.full((2, 8, 8, 3), 90, np.uint8)
+    a[:, :, :2] = 0  # padded on the left (a face at the frame's edge)
+    b[1, 6:] = 0  # padded at the bottom in its second frame
+    pa, pb = share_padding(a, b)
+    for x in (pa, pb):
+        assert not x[:, :, :2].any() and not x[1, 6:].any()
+        assert (x[0, 6:, 2:] > 0).all()  # nothing else blackened
+    assert (pa[pa > 0] == 120).all() and (pb[pb > 0] == 90).all()
+
+
+def test_labelled_fakes_get_the_padding_of_the_real_beside_them() -> None:
+    real = _clip(1)
+    real.crops[:, :, :20] = 0
+    fake = _clip(2)
+    pool = ClipPool([(_sample("r.mp4", REAL, "a"), real), (_sample("f.mp4", FAKE, "b"), fake)])
+    cfg = _config(sbi_share=0.0, match_padding=True)
+    batch = make_batch(pool, cfg, 0)
+    assert batch.kinds == ["real", "fake", "real", "fake"]
+    black = -np.array([0.485, 0.456, 0.406]) / np.array([0.229, 0.224, 0.225])  # a black pixel, normalised
+    fake_left = batch.faces[1, :, :, :, :20].numpy()
+    assert np.allclose(fake_left, black[None, :, None, None], atol=1e-5)
+    unmatched = make_batch(pool, dataclasses.replace(cfg, match_padding=False), 0)
+    assert not np.allclose(unmatched.faces[1, :, :, :, :20].numpy(), black[None, :, None, None], atol=1e-5)
+
+
+def test_border_bands_black_out_one_or_two_sides_of_every_frame() -> None:
+    crops = np.full((3, 40, 40, 3), 100, np.uint8)
+    present = np.ones(3, bool)
+    cfg = dataclasses.replace(AugmentConfig.off(), border=1.0)
+    for seed in range(5):
+        out = augment_clip(crops, present, np.random.default_rng(seed), cfg)
+        black = out.max(-1) == 0
+        assert black.any() and black.mean() < 0.6
+        assert (black == black[0]).all()  # the same band on every frame of the clip
+        edges = [black[0, 0].all(), black[0, -1].all(), black[0, :, 0].all(), black[0, :, -1].all()]
+        assert 1 <= sum(edges) <= 2
