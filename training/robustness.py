@@ -7,7 +7,7 @@ Each clip is scored by the model of the fold (``training.folds``) that held it o
 data. ``--clips`` real and as many fake videos of ``dataset_clips`` (spread over the folds, evenly over the
 families) are:
 
-- re-encoded whole (H.264 yuv420p at each ``--crf``, libx264 ``medium``, same size and frame rate), run through
+- re-encoded whole (H.264 yuv420p at each ``--crf``, libx264 ``veryfast``, same size and frame rate), run through
   the served face pipeline again and scored: mean and max |delta PROB_FAKE| against the original, and how many
   verdicts (at 0.5) flip;
 - shifted by +1 and -1 grey level, and given +-1 grey level of random noise, on their served crops: the largest
@@ -41,11 +41,11 @@ __all__ = ["grey_level_views", "pick_clips", "reencode"]
 
 
 def reencode(src: Path, dst: Path, crf: int) -> None:
-    """``src`` re-encoded whole as H.264 (yuv420p, libx264 medium) at ``crf``, same size and frame rate."""
+    """``src`` re-encoded whole as H.264 (yuv420p, libx264 veryfast) at ``crf``, same size and frame rate."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate or 25
-        stream = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "medium"})
+        stream = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": "veryfast"})
         stream.width = vin.codec_context.width // 2 * 2
         stream.height = vin.codec_context.height // 2 * 2
         stream.pix_fmt = "yuv420p"
