@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,24 +38,47 @@ class WorkerFailed(Exception):
 
 
 class _Worker:
-    """One reader process and its pipes."""
+    """One reader process and its pipes.
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    Spawned with ``subprocess.Popen`` (vfork/exec: no Python runs in the child), not the event loop's
+    ``create_subprocess_exec``: uvloop forks and runs its after-fork handler in the child, where a collected PyAV
+    reformatter waits for ever on a thread pool the child does not have (FFmpeg 8's swscale, PyAV 18), which hung
+    the gateway's start.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        reading: asyncio.BaseTransport,
+    ) -> None:
         self.process = process
+        self.stdin = stdin
+        self.stdout = stdout
+        self._reading = reading
 
     @classmethod
     async def start(cls, settings_json: str, memory_bytes: int) -> _Worker:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_IMPORT_ROOT, os.environ.get("PYTHONPATH")]))}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.services.provenance.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.services.provenance.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             env=env,
-            limit=4 * MB,
         )
-        worker = cls(process)
+        assert process.stdin is not None and process.stdout is not None
+        loop = asyncio.get_running_loop()
+        try:
+            stdout = asyncio.StreamReader(limit=4 * MB)
+            reading, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), process.stdout)
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, process.stdin)
+            stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        except BaseException:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+            raise
+        worker = cls(process, stdin, stdout, reading)
         try:
             ready = await asyncio.wait_for(
                 worker._exchange({"settings": settings_json, "memory_bytes": memory_bytes}), START_TIMEOUT_S
@@ -67,8 +91,7 @@ class _Worker:
         return worker
 
     async def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
+        stdin, stdout = self.stdin, self.stdout
         try:
             stdin.write((json.dumps(message) + "\n").encode())
             await stdin.drain()
@@ -76,7 +99,7 @@ class _Worker:
         except (ConnectionError, ValueError) as exc:  # broken pipe; an over-long line
             raise WorkerFailed(str(exc)) from exc
         if not line:
-            raise WorkerFailed(f"the worker exited (status {self.process.returncode})")
+            raise WorkerFailed(f"the worker exited (status {self.process.poll()})")
         try:
             answer = json.loads(line)
         except ValueError as exc:
@@ -91,8 +114,10 @@ class _Worker:
     async def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
+        self.stdin.close()
         with contextlib.suppress(Exception):
-            await self.process.wait()
+            await asyncio.to_thread(self.process.wait)
+        self._reading.close()
 
 
 class ProvenanceReader:
