@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from deepfake_core.checkpoint import save_checkpoint
 from deepfake_core.classifier import build_classifier
@@ -34,8 +36,22 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier whose scores depend on its input: freshly built, its batch norms' running statistics
+    (mean 0, variance 1) shrink the activations to about 1e-8 by the last block, so every clip would score the
+    same; one pass in training mode on random frames sets them to what the layers really see."""
+    torch.manual_seed(0)
+    model = build_classifier({**TINY, "backbone": "effnet_lite0"})
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: one batch sets the statistics
+    model.train()
+    with torch.no_grad():
+        model.frame_encoder(torch.rand(16, 3, 224, 224))
+    for norm in norms:
+        norm.momentum = 0.1
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return save_checkpoint(path, build_classifier({**TINY, "backbone": "effnet_lite0"}), {"version": "tiny"})
+    return save_checkpoint(path, model.eval(), {"version": "tiny"})
 
 
 def test_splits_keep_groups_apart_and_cover_every_clip(dataset: Path, tmp_path: Path) -> None:
