@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Poll mode: a re-export (`make export`, `python -m export --checkpoint PATH`) is served without a restart.
 TRITON_ARGS ?= --model-control-mode=poll --repository-poll-secs=5
 
-.PHONY: help install export triton demo test lint bench-triton clean
+.PHONY: help install export triton demo test system-deps lint bench-triton clean
 
 help:
 	@echo "make export        export MTCNN + classifier to ONNX into model_repository/ (only what changed)"
@@ -16,7 +16,8 @@ help:
 	@echo "make serve         local Triton + the gateway on 127.0.0.1:5050 in the foreground (Ctrl-C stops both)"
 	@echo "make demo          send a generated sample video through the gateway's /api/v1/predict (starts what is needed)"
 	@echo "make bench-gateway p50/p95 of a full gateway predict vs the decode+encode floor"
-	@echo "make test          run the test suite (starts its own Triton on free ports)"
+	@echo "make test          run the test suite (starts its own Triton on free ports; apt-installs chromium and"
+	@echo "                   redis-server when root and missing: scripts/system-deps.sh)"
 	@echo "make lint          ruff + mypy"
 	@echo "make bench-triton  latency/throughput of the deepfake_detector ensemble"
 	@echo "make perf-analyzer NVIDIA perf_analyzer against the ensemble (own venv .perf-venv/; not part of make test)"
@@ -52,7 +53,12 @@ bench-gateway: export
 bench-provenance: install  # C2PA read time, signed and unsigned 10 s clip
 	$(PY) -m benchmarks.provenance_bench
 
-test: export
+# Debian's chromium and redis-server first (scripts/system-deps.sh: apt-get when root; else says which tests skip).
+.PHONY: system-deps
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: system-deps export
 	$(PY) -m pytest
 
 # Deployment files (docs/deploy.md), validated offline: kustomize + kubernetes-validate, the Compose schema, hadolint.

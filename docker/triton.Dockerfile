@@ -33,7 +33,9 @@ RUN python -m pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
 COPY pyproject.toml README.md ./
 COPY deepfake_core/ deepfake_core/
 COPY export/ export/
-# export.quantize calibrates INT8 on crops made by the training wing's served face pipeline (training/).
+# export.quantize calibrates INT8 on crops made by the training wing's served face pipeline (training/), from generated
+# face clips (scikit-image's portrait: in the export extra). If INT8 cannot be tried, the build fails (never a quiet
+# float32); tests/deploy/test_deploy_dockerfiles.py runs this stage's COPYs and export command outside Docker.
 COPY training/ training/
 RUN python -m pip install --no-cache-dir -c constraints.txt ".[export]" \
     && python -m pip install --no-cache-dir --no-deps "$(grep -E '^facenet-pytorch==' requirements-nodeps.txt)" \

@@ -12,6 +12,7 @@ from export.onnx_export import (
     DEFAULT_MODEL_REPOSITORY,
     MODEL_NAMES,
     ExportCheckError,
+    QuantizationError,
     export_models,
 )
 
@@ -51,7 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("int8", "fp32"),
         default="int8",
         help="classifier precision: int8 (default) quantises it (export.quantize) and serves INT8 only if PROB_FAKE "
-        "stays within 0.02 of float32 on generated clips, else float32; fp32 skips quantisation",
+        "stays within 0.02 of float32 on generated clips, else float32 (metadata.json's precision_reason says which); "
+        "an INT8 attempt that fails otherwise fails the export; fp32 skips quantisation",
     )
     parser.add_argument(
         "--tensorrt",
@@ -69,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_models(
             args.model_repository, checkpoint, force=args.force, only=args.only, quantize=args.precision == "int8"
         )
-    except (ExportCheckError, FileNotFoundError, ValueError) as exc:
+    except (ExportCheckError, QuantizationError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     if args.tensorrt:

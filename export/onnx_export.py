@@ -46,7 +46,9 @@ __all__ = [
     "DEFAULT_MODEL_REPOSITORY",
     "MODEL_NAMES",
     "ExportCheckError",
+    "QuantizationError",
     "export_models",
+    "precision_reason",
 ]
 
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")
@@ -84,6 +86,11 @@ Inputs = tuple[np.ndarray, ...]
 
 class ExportCheckError(RuntimeError):
     """ONNX Runtime disagrees with torch (or the ONNX graph is invalid): nothing was written."""
+
+
+class QuantizationError(RuntimeError):
+    """INT8 was asked for and could not be tried (anything but the gate's refusal): nothing was written for the
+    classifier, rather than serving float32 quietly."""
 
 
 @dataclass
@@ -389,6 +396,7 @@ def _export_one(job: ExportJob, folder: Path, digest: str) -> dict[str, Any]:
     if job.metadata is not None:
         meta = job.metadata()
         meta["precision"] = "fp32" if quantization is None else quantization["precision"]
+        meta["precision_reason"] = precision_reason(quantization)
         if quantization is not None:
             meta["quantization"] = quantization
         _atomic_write_text(folder / METADATA_FILE, _to_json(meta))
@@ -402,24 +410,28 @@ def _export_one(job: ExportJob, folder: Path, digest: str) -> dict[str, Any]:
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _atomic_write_text(folder / STAMP_FILE, _to_json(stamp))
-    served = "" if quantization is None else f", served {quantization['precision']}"
-    if quantization is not None and "gate_max_abs_prob_delta" in quantization:
-        served += f" (INT8 gate: |delta PROB_FAKE| {quantization['gate_max_abs_prob_delta']} on generated clips)"
+    served = "" if job.metadata is None else f", served {precision_reason(quantization)}"
     return {"max_abs_diff": max_diff, "seconds": time.perf_counter() - start, "served": served}
 
 
 def _quantized(fp32_tmp: Path, folder: Path) -> dict[str, Any]:
     """INT8 into ``model.onnx`` with the float32 graph kept as ``model.fp32.onnx``, if the gate passes; else nothing
-    is written here (the caller serves float32). Returns the gate's report with the precision served."""
+    is written here (the caller serves float32). Returns the gate's report with the precision served.
+
+    Only the gate's refusal serves float32: any other failure (missing calibration dependencies, a quantiser error)
+    raises QuantizationError, and nothing is written.
+    """
     from export.quantize import quantize_with_gate
 
     int8_tmp = fp32_tmp.with_name(fp32_tmp.name + ".int8")
     try:
         try:
             accepted, report = quantize_with_gate(fp32_tmp, int8_tmp)
-        except Exception as exc:  # noqa: BLE001 - e.g. an image without the calibration clips' deps: serve float32
-            print(f"INT8 classifier not attempted ({type(exc).__name__}: {exc}); serving float32")
-            return {"precision": "fp32", "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:
+            raise QuantizationError(
+                f"temporal_classifier: INT8 could not be tried ({type(exc).__name__}: {exc}); nothing written "
+                "(--precision fp32 serves float32 on purpose)"
+            ) from exc
         if accepted:
             int8_tmp.chmod(FILE_MODE)
             os.replace(fp32_tmp, folder / FP32_FILE)
@@ -427,6 +439,17 @@ def _quantized(fp32_tmp: Path, folder: Path) -> dict[str, Any]:
     finally:
         int8_tmp.unlink(missing_ok=True)
     return {**report, "precision": "int8" if accepted else "fp32"}
+
+
+def precision_reason(quantization: dict[str, Any] | None) -> str:
+    """Why the classifier is served at its precision, from ``_quantized``'s report (None: INT8 not asked for)."""
+    if quantization is None:
+        return "fp32: asked for (--precision fp32, quantisation off)"
+    delta, limit = quantization["gate_max_abs_prob_delta"], quantization["gate_limit"]
+    where = f"on {quantization['gate_videos']} generated clips"
+    if quantization["precision"] == "int8":
+        return f"int8: passed the INT8 gate (|delta PROB_FAKE| {delta} <= {limit} {where})"
+    return f"fp32: the INT8 gate refused (|delta PROB_FAKE| {delta} > {limit} {where})"
 
 
 def export_models(
@@ -441,7 +464,8 @@ def export_models(
 
     ``checkpoint=None`` exports the seeded untrained classifier. Raises ExportCheckError (writing nothing for
     that model) when ONNX Runtime and torch disagree by more than ATOL. ``quantize``: also try the classifier in
-    INT8 (``export.quantize``), served only if it passes its gate.
+    INT8 (``export.quantize``), served only if it passes its gate; QuantizationError (nothing written for the
+    classifier) when INT8 cannot be tried at all.
     """
     names = list(MODEL_NAMES if not only else dict.fromkeys(only))
     unknown = [n for n in names if n not in MODEL_NAMES]

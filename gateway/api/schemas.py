@@ -177,6 +177,15 @@ class ModelInfoResponse(BaseModel):
     crop_size: int
     training_data: str | list[str] | None = None
     gradcam_version: str = Field(description="version of the PyTorch twin used for Grad-CAM")
+    precision: str | None = Field(
+        default=None,
+        description="precision Triton serves the classifier at (int8 or fp32), from the export's metadata.json; "
+        "null when the export wrote none",
+    )
+    precision_reason: str | None = Field(
+        default=None,
+        description="why it is served at that precision, e.g. 'fp32: the INT8 gate refused (...)'",
+    )
 
 
 class StageInfo(BaseModel):

@@ -4,6 +4,8 @@ build context (.dockerignore) holding every file they COPY.
 Rules checked here on top of hadolint: base images pinned (a tag, never `latest`, ARG defaults resolved), Triton from
 NGC's tritonserver:<release>-py3 started with the GPU configs, the export stage running `python -m export`, numeric
 non-root USER in the final stage, HEALTHCHECK on the health endpoints, the gateway's CPU/GPU torch build argument.
+And the export stage run here (no Docker engine): its COPYs into a temporary folder, its `python -m export` there,
+unable to import the project from the repository, at the precision `make export` serves.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 TRITON_DOCKERFILE = REPO / "docker" / "triton.Dockerfile"
@@ -328,3 +334,167 @@ def test_the_triton_image_gets_every_model_definition() -> None:
         rel = str(f.relative_to(REPO))
         if f.is_file() and (f.suffix in (".pbtxt", ".py") and "__pycache__" not in rel):
             assert in_context(rel), rel
+
+
+# --- the export stage, run here on its own copy of the files -------------------------------------------------------
+
+# Runs a module as `python -m` does, with the repository's editable install taken off the import system, then
+# writes what it imported (project modules outside the stage's copy, site-packages distributions) to a JSON file.
+_ISOLATED_RUN = r"""
+import importlib.metadata, json, os, runpy, sys
+out, repo, module, *argv = sys.argv[1:]
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in (getattr(f, "__module__", "") or "")]
+sys.path[:] = [p for p in sys.path if "__editable__" not in p]
+sys.path_importer_cache.clear()
+before = set(sys.modules)
+sys.argv = [module, *argv]
+code = 0
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+finally:
+    owners = importlib.metadata.packages_distributions()
+    leaked, dists = set(), set()
+    for name, mod in list(sys.modules.items()):
+        path = os.path.realpath(getattr(mod, "__file__", None) or "")
+        if name in before or not path:
+            continue
+        if path.startswith(repo + os.sep) and not path.startswith(os.path.realpath(sys.prefix) + os.sep):
+            leaked.add(path)
+        if "site-packages" in path:
+            dists.update(owners.get(name.partition(".")[0], []))
+    with open(out, "w") as f:
+        json.dump({"leaked": sorted(leaked), "distributions": sorted(dists)}, f)
+sys.exit(code)
+"""
+
+
+@dataclass
+class StageRun:
+    returncode: int
+    output: str
+    leaked: list[str]  # project files imported from the repository instead of the stage's copy
+    distributions: list[str]  # site-packages distributions imported
+
+
+def _run_isolated(root: Path, module: str, *args: str, timeout: float = 600) -> StageRun:
+    """``python -m module args`` with cwd and PYTHONPATH ``root``, unable to import the project from the repo."""
+    report = root.parent / f"{root.name}-imports.json"
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    argv = [sys.executable, "-c", _ISOLATED_RUN, str(report), str(REPO.resolve()), module, *args]
+    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    imports = json.loads(report.read_text()) if report.exists() else {"leaked": [], "distributions": []}
+    return StageRun(proc.returncode, proc.stdout + proc.stderr, imports["leaked"], imports["distributions"])
+
+
+def _container_path(workdir: str, path: str, root: Path) -> Path:
+    """Where a path of the export stage's container lies in ``root`` (which stands for its WORKDIR)."""
+    full = os.path.normpath(os.path.join(workdir, path))
+    rel = os.path.relpath(full, workdir)
+    return root / rel if not rel.startswith("..") else root / "_outside_workdir" / full.lstrip("/")
+
+
+def export_stage_layout(root: Path) -> list[str]:
+    """Copy what docker/triton.Dockerfile's export stage COPYs, as .dockerignore sends it, under ``root`` (its
+    WORKDIR); return that stage's `python -m export` command with its container paths mapped under ``root``."""
+    export = stages(TRITON_DOCKERFILE)[0]
+    (workdir,) = [i.args for i in of(export, "WORKDIR")]
+    values = {k: v for s in stages(TRITON_DOCKERFILE) for k, v in s.args.items()}
+    for ins in of(export, "COPY"):
+        assert "--from=" not in ins.args
+        words = [substitute(w, values) for w in ins.args.split() if not w.startswith("--")]
+        *sources, dest = words
+        target = _container_path(workdir, dest, root)
+        for src in sources:
+            source = REPO / src
+            if source.is_dir():
+                for f in sorted(source.rglob("*")):
+                    rel = str(f.relative_to(REPO))
+                    if f.is_file() and in_context(rel):
+                        (target / f.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(f, target / f.relative_to(source))
+            else:
+                assert in_context(src), src
+                into = target / source.name if dest.endswith("/") or len(sources) > 1 else target
+                into.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, into)
+    (run,) = [i.args for i in of(export, "RUN") if "python -m export" in i.args]
+    (command,) = [c for c in run.split("&&") if "python -m export" in c]
+    argv = shlex.split(substitute(command, values))
+    assert argv[:3] == ["python", "-m", "export"], argv
+    return [str(_container_path(workdir, a, root)) if a.startswith("/") else a for a in argv[3:]]
+
+
+def _export_stage_distributions() -> set[str]:
+    """The distributions the export stage installs: the project's base and `export` requirements (with what they
+    require, as installed here) and the requirements-nodeps.txt lines it names (installed with --no-deps)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runs = " ".join(i.args for i in of(stages(TRITON_DOCKERFILE)[0], "RUN"))
+    assert '".[export]"' in runs and "--no-deps" in runs
+    wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["export"]]]
+    seen: set[str] = set()
+    for pattern, file in re.findall(r"grep -E '(\^[^']+)' ([\w.-]+\.txt)", runs):
+        for line in (REPO / file).read_text().splitlines():
+            if re.match(pattern, line):
+                if file == "requirements-nodeps.txt":
+                    seen.add(canonicalize_name(Requirement(line).name))
+                else:
+                    wanted.append(Requirement(line))
+    while wanted:
+        req = wanted.pop()
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(req.name).requires or []
+        except PackageNotFoundError:
+            continue
+        for spec in requires:
+            sub = Requirement(spec)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *req.extras)):
+                wanted.append(sub)
+    return seen
+
+
+# Imported here only because this environment has them; the export works without (checked in the package source).
+OPTIONAL_IMPORTS = {"tqdm": "torch/hub.py: `try: from tqdm import tqdm except ImportError: ...`"}
+
+
+def test_the_export_stage_layout_exports_what_make_export_serves(tmp_path: Path, model_repository: Path) -> None:
+    """The Triton image's export stage, run here: only the files it COPYs (nothing imported from the repository),
+    its own `python -m export` command, no distribution it does not install; the classifier comes out at the
+    precision `make export` serves (an INT8 attempt that fails for want of a file or package fails the export)."""
+    served = json.loads((model_repository / "temporal_classifier" / "1" / "metadata.json").read_text())
+    root = tmp_path / "src"
+    if not (REPO / "weights" / "classifier.pt").exists():
+        pytest.skip("weights/classifier.pt is absent: `make export` and the image build both need it")
+    args = export_stage_layout(root)
+    assert (root / "export" / "__main__.py").is_file() and not list(root.rglob("model.onnx"))
+
+    run = _run_isolated(root, "export", *args)
+    assert run.returncode == 0, run.output[-6000:]
+    assert not run.leaked, f"imported from the repository, not the stage's copy: {run.leaked}"
+    assert "skipped" not in run.output and "exported temporal_classifier" in run.output, run.output[-3000:]
+    missing = (
+        {canonicalize_name(d) for d in run.distributions} - _export_stage_distributions() - OPTIONAL_IMPORTS.keys()
+    )
+    assert not missing, f"the export imports {sorted(missing)}, which the export stage does not install"
+
+    repo = Path(args[args.index("--model-repository") + 1])
+    for name in ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "temporal_classifier"):
+        assert (repo / name / "1" / "model.onnx").is_file(), name
+    meta = json.loads((repo / "temporal_classifier" / "1" / "metadata.json").read_text())
+    assert meta["checkpoint_sha256"] == served["checkpoint_sha256"], "make export served another checkpoint"
+    assert meta["precision"] == served["precision"], (meta["precision_reason"], served["precision_reason"])
+    assert meta["precision_reason"].split(" (")[0] == served["precision_reason"].split(" (")[0]
+    assert "quantization" in meta, "the image tries INT8 (python -m export's default)"
+
+
+def test_isolated_run_cannot_import_the_project_from_the_repository(tmp_path: Path) -> None:
+    """Negative control of the isolation above: a layout without training/ cannot import it."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    run = _run_isolated(root, "training.augment", timeout=120)
+    assert run.returncode != 0 and "No module named 'training'" in run.output, run.output[-2000:]

@@ -24,9 +24,9 @@ from deepfake_core.classifier import (
 )
 from deepfake_core.constants import CROP_SIZE, DECISION_THRESHOLD, NUM_FRAMES, UNTRAINED_VERSION
 from deepfake_core.mtcnn import load_mtcnn
-from export import onnx_export
+from export import onnx_export, quantize
 from export.__main__ import main
-from export.onnx_export import MODEL_NAMES, ExportCheckError, export_models
+from export.onnx_export import MODEL_NAMES, ExportCheckError, QuantizationError, export_models
 from training.pretrained import load_imagenet
 
 SMALL = {"width_mult": 0.25, "depth_mult": 0.34}
@@ -137,6 +137,12 @@ def test_metadata_json(repo: Path) -> None:
     assert meta["version"] == UNTRAINED_VERSION and meta["threshold"] == DECISION_THRESHOLD
     assert meta["num_frames"] == NUM_FRAMES and meta["arch"]["width_mult"] == 1.0
     assert meta["checkpoint_sha256"] is None
+    # exported without INT8 (export_models' default): float32 on purpose, and it says so
+    assert (
+        meta["precision"] == "fp32"
+        and meta["precision_reason"] == "fp32: asked for (--precision fp32, quantisation off)"
+    )
+    assert "quantization" not in meta
 
 
 def test_second_run_skips_and_force_reexports(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,3 +270,70 @@ def test_unknown_model_name(tmp_path: Path) -> None:
         export_models(tmp_path, None, only=["mtcnn_xnet"])
     with pytest.raises(SystemExit):
         main(["--only", "mtcnn_xnet"])
+
+
+# --- INT8: the served precision and its reason; a failure that is not the gate's refusal fails the export --------
+
+
+def _small_checkpoint(tmp_path: Path) -> Path:
+    return save_checkpoint(tmp_path / "small.pt", untrained_classifier(SMALL), {"version": "small-q"})
+
+
+def _gate_report(delta: float) -> dict[str, object]:
+    return {"settings": {}, "gate_videos": 8, "gate_max_abs_prob_delta": delta, "gate_limit": 0.02}
+
+
+def test_int8_refused_by_its_gate_serves_fp32_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantize, "quantize_with_gate", lambda fp32, out: (False, _gate_report(0.259)))
+    repo = tmp_path / "repo"
+    export_models(repo, _small_checkpoint(tmp_path), only=["temporal_classifier"], log=lambda _: None, quantize=True)
+    folder = repo / "temporal_classifier" / "1"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["precision"] == "fp32" and meta["quantization"]["gate_max_abs_prob_delta"] == 0.259
+    assert meta["precision_reason"] == (
+        "fp32: the INT8 gate refused (|delta PROB_FAKE| 0.259 > 0.02 on 8 generated clips)"
+    )
+    assert not (folder / "model.fp32.onnx").exists()
+
+
+def test_int8_passing_its_gate_is_served_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def accept(fp32: Path, out: Path) -> tuple[bool, dict[str, object]]:
+        out.write_bytes(fp32.read_bytes())  # stands in for the INT8 graph
+        return True, _gate_report(0.004)
+
+    monkeypatch.setattr(quantize, "quantize_with_gate", accept)
+    repo = tmp_path / "repo"
+    export_models(repo, _small_checkpoint(tmp_path), only=["temporal_classifier"], log=lambda _: None, quantize=True)
+    folder = repo / "temporal_classifier" / "1"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["precision"] == "int8" and (folder / "model.fp32.onnx").is_file()
+    assert (
+        meta["precision_reason"] == "int8: passed the INT8 gate (|delta PROB_FAKE| 0.004 <= 0.02 on 8 generated clips)"
+    )
+
+
+def test_int8_failure_other_than_the_gate_fails_the_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No quiet float32: the export raises, `python -m export` exits 1, and nothing is written for the classifier."""
+
+    def broken(fp32: Path, out: Path) -> tuple[bool, dict[str, object]]:
+        raise ModuleNotFoundError("No module named 'training'")
+
+    monkeypatch.setattr(quantize, "quantize_with_gate", broken)
+    ckpt = _small_checkpoint(tmp_path)
+    repo = tmp_path / "repo"
+    with pytest.raises(QuantizationError, match="INT8 could not be tried.*No module named 'training'"):
+        export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None, quantize=True)
+    assert not repo.exists()
+
+    argv = ["--model-repository", str(repo), "--checkpoint", str(ckpt), "--only", "temporal_classifier"]
+    assert main(argv) == 1  # the CLI tries INT8 by default
+    assert "export failed: temporal_classifier: INT8 could not be tried" in capsys.readouterr().err
+    assert not repo.exists()
+
+    # over a previous (float32) export: that export stays as it was, byte for byte, no temp file left
+    export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None)
+    before = _files(repo)
+    assert main(argv) == 1
+    assert _files(repo) == before

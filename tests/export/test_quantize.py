@@ -72,12 +72,15 @@ def test_served_classifier_precision_follows_its_gate(
     if "quantization" not in metadata:
         pytest.skip("exported with --precision fp32: no INT8 attempted")
     report = metadata["quantization"]
-    assert "error" not in report, f"the export could not try INT8: {report.get('error')}"
+    assert metadata["precision_reason"].startswith(f"{metadata['precision']}: ")
+    assert str(report["gate_max_abs_prob_delta"]) in metadata["precision_reason"]
     if metadata["precision"] == "int8":
         assert report["gate_max_abs_prob_delta"] <= MAX_PROB_DELTA
+        assert "passed the INT8 gate" in metadata["precision_reason"]
         want = prob_fake(session(fp32_graph), held_out)
         got = prob_fake(session(classifier_dir / "model.onnx"), held_out)
         assert float(np.max(np.abs(got - want))) <= MAX_PROB_DELTA, (want, got)
     else:
         assert metadata["precision"] == "fp32" and not (classifier_dir / "model.fp32.onnx").exists()
         assert report["gate_max_abs_prob_delta"] > MAX_PROB_DELTA
+        assert "the INT8 gate refused" in metadata["precision_reason"]

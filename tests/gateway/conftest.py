@@ -345,7 +345,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test, stopped after it."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)")
+        pytest.skip(
+            "redis-server is not installed (Debian: apt-get install redis-server; make test installs it as root)"
+        )
     directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisServer(binary, directory)

@@ -27,6 +27,10 @@ def test_info_reports_model_defaults_and_limits(client: httpx.Client, gateway: G
     assert body["model"]["name"] == "deepfake_detector"
     assert body["model"]["version"] == metadata["version"] == body["model"]["gradcam_version"]
     assert body["model"]["threshold"] == metadata["threshold"] and body["model"]["num_frames"] == 32
+    # the precision Triton serves and why, as the export wrote them (never guessed)
+    assert body["model"]["precision"] == metadata["precision"] in ("int8", "fp32")
+    assert body["model"]["precision_reason"] == metadata["precision_reason"]
+    assert body["model"]["precision_reason"].startswith(f"{metadata['precision']}: ")
     assert body["defaults"] == {"num_frames": 8, "heatmap": True, "output_max_side": 720}
     limits = body["limits"]
     assert limits["max_download_bytes"] == gateway.settings.max_download_bytes and limits["max_redirects"] == 3

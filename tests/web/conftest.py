@@ -1,8 +1,9 @@
 """Browser tests of the web page at ``/``: Debian's headless Chromium driven by Playwright (sync API) against a
 real gateway (real uvicorn, real local Triton), with videos served by the loopback video server.
 
-Chromium is the system one (``apt-get install chromium``; ``WEB_TEST_CHROMIUM`` overrides the path): Playwright's
-own browser download is never used. Without Chromium or the ``playwright`` package the tests skip, saying why.
+Chromium is the system one (``apt-get install chromium``, which ``make test`` does when root and it is missing:
+scripts/system-deps.sh; ``WEB_TEST_CHROMIUM`` overrides the path): Playwright's own browser download is never used.
+Without Chromium or the ``playwright`` package the tests skip, saying why.
 Screenshots go to ``test-artifacts/web/``.
 """
 
@@ -55,7 +56,10 @@ def browser() -> Iterator[Any]:
     """Headless Chromium (skips with the reason when Chromium or playwright is missing)."""
     executable = chromium_path()
     if executable is None:
-        pytest.skip("Chromium not found: install Debian's chromium package (apt-get install -y chromium)")
+        pytest.skip(
+            "Chromium not found: install Debian's chromium package (apt-get install -y chromium; "
+            "make test does it as root)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
     with tempfile.TemporaryDirectory(prefix="web-tests-") as downloads, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(

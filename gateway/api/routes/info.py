@@ -1,4 +1,4 @@
-"""``GET /api/v1/info``: the model, its version and threshold, the defaults and the limits."""
+"""``GET /api/v1/info``: the model, its version, threshold and served precision, the defaults and the limits."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ async def info(settings: SettingsDep, model: ModelDep, storage: StorageDep) -> I
                 "crop_size": m.crop_size,
                 "training_data": m.training_data,
                 "gradcam_version": m.twin_version,
+                "precision": m.precision,
+                "precision_reason": m.precision_reason,
             },
             "defaults": {"num_frames": s.num_frames, "heatmap": s.heatmap, "output_max_side": s.output_max_side},
             "limits": {

@@ -4,6 +4,8 @@
 reloads it. The follower notices metadata.json's new checkpoint digest, loads that checkpoint (its path is in the
 metadata; the digest must match), builds a new Grad-CAM engine off the event loop and swaps it in, so the heatmaps
 keep explaining the model that made the verdict. Requests in flight finish with the engine they started with.
+A re-export of the same checkpoint at another precision (`--precision fp32`, or INT8 passing its gate) keeps the twin
+and updates only the reported precision and its reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from deepfake_core.checkpoint import checkpoint_digest
 from gateway.core.settings import Settings
 from gateway.services.inference.gradcam import GradCamEngine
-from gateway.services.prediction.model_info import ModelInfo
+from gateway.services.prediction.model_info import ModelInfo, served_metadata
 from gateway.services.prediction.pipeline import Pipeline
 
 log = logging.getLogger("gateway.twin")
@@ -61,7 +63,10 @@ class TwinFollower:
         if self.metadata_path is None:
             return False
         served = served_digest(self.metadata_path)
-        if served is None or served[0] == self.current:
+        if served is None:
+            return False
+        if served[0] == self.current:
+            self._follow_precision()
             return False
         digest, path = served
         if digest is not None and (path is None or not path.is_file() or checkpoint_digest(path) != digest):
@@ -73,3 +78,11 @@ class TwinFollower:
         self.current = digest
         log.info("Grad-CAM twin follows the served classifier: %s (threshold %s)", model.version, model.threshold)
         return True
+
+    def _follow_precision(self) -> None:
+        """Same checkpoint, maybe another served precision: report what metadata.json now says."""
+        model = self.pipeline.model
+        now = model.with_precision_of(served_metadata(self.metadata_path))
+        if now != model:
+            self.pipeline.model = now
+            log.info("the served classifier's precision is now %s (%s)", now.precision, now.precision_reason)
