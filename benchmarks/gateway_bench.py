@@ -21,10 +21,10 @@ import numpy as np
 
 from benchmarks.stack import local_stack
 from benchmarks.triton_bench import bench_clip
+from deepfake_core.paths import REPO_ROOT
 from gateway.core.settings import Settings
 from gateway.services.prediction.stages import TIMED
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
 STAGES = [stage.value for stage in TIMED]
 TARGET_RATIO = 1.6

@@ -21,9 +21,9 @@ import tritonclient.grpc as grpcclient
 from benchmarks.triton_bench import RESULTS, bench_clip
 from deepfake_core import constants as C
 from deepfake_core.ensemble_contract import ENSEMBLE
+from deepfake_core.paths import REPO_ROOT
 from triton_runtime.process import TritonProcess
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Which steps ran tells which outputs perf_analyzer asked for (face_crop_images runs only for FACE_CROPS).
 STEPS = ("video_decode", "face_crop", "face_crop_images", "temporal_classifier")
 

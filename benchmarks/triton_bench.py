@@ -19,9 +19,9 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from clients.triton_client import DetectorClient
+from deepfake_core.paths import REPO_ROOT
 from triton_runtime.process import TritonProcess
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "results"
 MODELS = (
     "video_decode",

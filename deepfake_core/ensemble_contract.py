@@ -110,6 +110,11 @@ def ensemble_request(
     return ensemble_inputs(client, video, num_frames), requested_outputs(client, (*VERDICT_OUTPUTS, *extra_outputs))
 
 
+def logit(p: float) -> float:
+    """``log(p / (1 - p))``: a threshold's logit is the shift that folds it to 0.5 (``make export``)."""
+    return math.log(p / (1.0 - p))
+
+
 def stated_confidence(prob_fake: float, threshold: float = C.DECISION_THRESHOLD) -> float:
     """Confidence in [0.5, 1] of the class the verdict states (FAKE when ``prob_fake >= threshold``).
 
@@ -119,7 +124,7 @@ def stated_confidence(prob_fake: float, threshold: float = C.DECISION_THRESHOLD)
     """
     p = min(max(float(prob_fake), 0.0), 1.0)
     if threshold != C.DECISION_THRESHOLD and 0.0 < p < 1.0:
-        shift = math.log(threshold / (1.0 - threshold))
+        shift = logit(threshold)
         z = math.log(p) - math.log1p(-p) - shift
         p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
     return max(p if prob_fake >= threshold else 1.0 - p, 0.5)  # max: float rounding at the threshold itself

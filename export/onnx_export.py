@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -37,7 +36,8 @@ import deepfake_core
 from deepfake_core import checkpoint as ckpt
 from deepfake_core import constants, mtcnn
 from deepfake_core.classifier import ExportWrapper
-from deepfake_core.paths import BUNDLED_CHECKPOINT
+from deepfake_core.ensemble_contract import logit
+from deepfake_core.paths import BUNDLED_CHECKPOINT, MODEL_REPOSITORY
 from deepfake_core.preprocess import normalize_crops
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
     "precision_reason",
 ]
 
-DEFAULT_MODEL_REPOSITORY = Path("model_repository")
+DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
 # The checkpoint exported when none is given (the bundled weights, see docs/MODEL_CARD.md); None = the seeded
 # untrained classifier (`python -m export --untrained`).
 DEFAULT_CHECKPOINT: Path | None = BUNDLED_CHECKPOINT
@@ -208,7 +208,7 @@ def _classifier_job(checkpoint: Path | None, quantize: bool = False) -> ExportJo
         if threshold != constants.DECISION_THRESHOLD:
             # Served scores read the same way whatever the checkpoint: PROB_FAKE >= 0.5 is FAKE (the stated class's
             # confidence is then always >= 50 %). The video logit is shifted by the threshold's logit.
-            model.affine_logits(1.0, -math.log(threshold / (1.0 - threshold)))
+            model.affine_logits(1.0, -logit(threshold))
             metadata = {**metadata, "threshold": constants.DECISION_THRESHOLD, "threshold_folded": threshold}
         loaded["metadata"] = metadata
         return ExportWrapper(model).eval()

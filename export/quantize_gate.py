@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_core.paths import MODEL_REPOSITORY
 from deepfake_core.preprocess import normalize_crops
 from export.quantize import (
     CALIBRATION_SIZES,
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.quantize_gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", type=Path, required=True, help="dataset folders (any known layout)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="face cache (default: %(default)s)")
-    parser.add_argument("--model-repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model-repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--out", type=Path, help="write the per-video scores here (JSON)")
     args = parser.parse_args(argv)
     folder = args.model_repository / "temporal_classifier" / "1"

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_core import constants as C
+from deepfake_core.paths import MODEL_REPOSITORY
 
 __all__ = [
     "ENGINE_SPECS",
@@ -46,11 +47,10 @@ __all__ = [
     "trtexec_command",
 ]
 
-DEFAULT_MODEL_REPOSITORY = Path("model_repository")
+DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
 VERSION_DIR = "1"
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
-CONFIG_NAME = "trt"  # <model>/configs/trt.pbtxt, selected by --model-config-name=trt
 DEFAULT_WORKSPACE_MIB = 2048  # builder scratch memory (trtexec --memPoolSize=workspace:<MiB>)
 TRTEXEC_FALLBACKS = (Path("/usr/src/tensorrt/bin/trtexec"),)  # where the NGC TensorRT container keeps it
 FILE_MODE = 0o644

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from deepfake_core.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_core.classifier import TemporalClassifier
 from deepfake_core.constants import DECISION_THRESHOLD
+from deepfake_core.ensemble_contract import logit
 from deepfake_core.preprocess import normalize_crops
 from training.calibrate import fit_frame_scale
 
@@ -46,7 +46,7 @@ def score_rows(
 def rescale(model: TemporalClassifier, threshold: float, rows: Sequence[tuple[float, list[float]]]) -> dict[str, Any]:
     """Fold ``threshold`` into ``model``'s video head and fit/fold the frame scale on ``rows`` (``score_rows`` of the
     unchanged model), in place; returns what was done and how often frames sit on their video's side of 0.5."""
-    shift = -math.log(threshold / (1.0 - threshold))
+    shift = -logit(threshold)
     video = np.array([v for v, _ in rows]) + shift
     frames = [np.asarray(f) for _, f in rows]
     a, b = fit_frame_scale(video, np.array([f.mean() for f in frames]))

@@ -18,8 +18,9 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+from deepfake_core.paths import MODEL_REPOSITORY, REPO_ROOT
+
+DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
 DEFAULT_BACKEND_DIR = REPO_ROOT / ".triton" / "backends"
 ORT_BACKEND_SOURCE = Path(__file__).resolve().parent / "backends" / "onnxruntime" / "model.py"
 

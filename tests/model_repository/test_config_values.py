@@ -22,6 +22,7 @@ OWNED = {
         "max_pixels": C.VIDEO_MAX_PIXELS,
         "max_duration_s": C.VIDEO_MAX_DURATION_S,
         "analysis_max_side": C.ANALYSIS_MAX_SIDE,
+        "decode_threads": C.VERDICT_DECODE_THREADS,
     },
     "face_detector": {
         "detect_max_side": C.MTCNN_DETECT_MAX_SIDE,
@@ -43,8 +44,8 @@ def parameters(model: str) -> dict[str, str]:
 def test_model_configs_repeat_the_constants_exactly(model: str) -> None:
     found = parameters(model)
     for key, value in OWNED[model].items():
-        if key in found:  # unset: the model reads the constant itself
-            assert float(found[key]) == pytest.approx(float(value)), f"{model}/config.pbtxt {key}"
+        assert key in found, f"{model}/config.pbtxt lost its {key} parameter (held equal to the constant here)"
+        assert float(found[key]) == pytest.approx(float(value)), f"{model}/config.pbtxt {key}"
 
 
 def test_the_tensor_table_shows_the_configured_values() -> None:

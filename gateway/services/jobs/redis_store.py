@@ -163,9 +163,6 @@ return expired
 """
 )
 
-_JSON_FIELDS = ("request", "result", "error", "callback")
-_FLOAT_FIELDS = ("created_at", "updated_at", "finished_at", "lease_until")
-
 
 def _record(h: dict[str, str]) -> JobRecord:
     def js(name: str) -> Any:

@@ -23,7 +23,7 @@ class TritonPythonModel:
             max_duration_s=float(params.get("max_duration_s", VideoLimits.max_duration_s)),
         )
         self.max_side = int(params.get("analysis_max_side", C.ANALYSIS_MAX_SIDE))
-        self.threads = int(params.get("decode_threads", 1))
+        self.threads = int(params.get("decode_threads", C.VERDICT_DECODE_THREADS))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._decode(request) for request in requests]
