@@ -26,6 +26,9 @@ async def info(settings: SettingsDep, model: ModelDep, storage: StorageDep) -> I
                 "crop_size": m.crop_size,
                 "training_data": m.training_data,
                 "gradcam_version": m.twin_version,
+                "precision": m.precision,
+                "checkpoint_sha256": m.served_sha256,
+                "gradcam_checkpoint_sha256": m.twin_sha256,
             },
             "defaults": {"num_frames": s.num_frames, "heatmap": s.heatmap, "output_max_side": s.output_max_side},
             "limits": {
