@@ -3,12 +3,15 @@
 Writes ``<repo>/<model>/1/model.onnx`` for each model, next to a stamp file ``1/.export-stamp.json`` that
 records a digest of everything the file depends on (network sources, weights or checkpoint digest, torch
 version, opset). A model whose stamp matches is skipped unless forced. The classifier also gets
-``1/metadata.json`` (version, threshold, num_frames, arch, ...) for the Triton side and the gateway.
+``1/metadata.json`` (version, threshold, num_frames, arch, ...), and its identity (version, checkpoint sha256,
+precision, threshold) goes into the ``parameters`` of its configs (``config.pbtxt``, ``configs/*.pbtxt``, between
+the markers of ``deepfake_core.served_identity``), which Triton reports from ``get_model_config``: the gateway reads
+the served model's identity there, never from files.
 
 Every export is checked against torch with ONNX Runtime on random inputs (several batch sizes, and sizes or
 frame counts other than the traced ones); the file is written to a temp file in the same folder and moved into
-place only when the check passes, so a failed export leaves nothing behind. config.pbtxt files are not
-touched.
+place only when the check passes, so a failed export leaves nothing behind. Of the config.pbtxt files only the
+classifier's identity block is written, and only when it changes.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from deepfake_core.classifier import ExportWrapper
 from deepfake_core.ensemble_contract import logit
 from deepfake_core.paths import BUNDLED_CHECKPOINT, MODEL_REPOSITORY
 from deepfake_core.preprocess import normalize_crops
+from deepfake_core.served_identity import ServedIdentity, portable_path, with_identity
 
 __all__ = [
     "ATOL",
@@ -49,6 +53,8 @@ __all__ = [
     "QuantizationError",
     "export_models",
     "precision_reason",
+    "served_identity",
+    "write_served_identity",
 ]
 
 DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
@@ -218,8 +224,9 @@ def _classifier_job(checkpoint: Path | None, quantize: bool = False) -> ExportJo
         meta.update(
             model=name,
             checkpoint_sha256=None if checkpoint is None else source,
-            # where the gateway's Grad-CAM twin finds the same weights after a re-export (see gateway TwinFollower)
-            checkpoint_path=None if checkpoint is None else str(Path(checkpoint).resolve()),
+            # where the gateway's Grad-CAM twin finds the same weights after a re-export (see gateway TwinFollower);
+            # relative to the checkout when inside it
+            checkpoint_path=None if checkpoint is None else portable_path(Path(checkpoint)),
             exported_with={"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
         )
         return meta
@@ -452,6 +459,39 @@ def precision_reason(quantization: dict[str, Any] | None) -> str:
     return f"fp32: the INT8 gate refused (|delta PROB_FAKE| {delta} > {limit} {where})"
 
 
+def served_identity(metadata: dict[str, Any]) -> ServedIdentity:
+    """The identity Triton reports for the classifier exported with this metadata.json."""
+    folded = metadata.get("threshold_folded")
+    return ServedIdentity(
+        version=str(metadata.get("version") or constants.UNTRAINED_VERSION),
+        checkpoint_sha256=metadata.get("checkpoint_sha256"),
+        precision=str(metadata.get("precision", "fp32")),
+        threshold=float(metadata.get("threshold", constants.DECISION_THRESHOLD)),
+        threshold_folded=None if folded is None else float(folded),
+        checkpoint_path=metadata.get("checkpoint_path"),
+        precision_reason=metadata.get("precision_reason"),
+    )
+
+
+def classifier_configs(model_dir: Path) -> list[Path]:
+    """The classifier's configs Triton may read: config.pbtxt and configs/<name>.pbtxt (--model-config-name)."""
+    return [p for p in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))] if p.is_file()]
+
+
+def write_served_identity(model_dir: Path) -> list[Path]:
+    """Write the identity of the classifier exported in ``model_dir/1`` into its configs' parameters; returns the
+    configs that changed (unchanged ones are not touched, so Triton in poll mode reloads only on a change)."""
+    identity = served_identity(json.loads((model_dir / VERSION_DIR / METADATA_FILE).read_text(encoding="utf-8")))
+    changed = []
+    for config in classifier_configs(model_dir):
+        text = config.read_text(encoding="utf-8")
+        updated = with_identity(text, identity)
+        if updated != text:
+            _atomic_write_text(config, updated)
+            changed.append(config)
+    return changed
+
+
 def export_models(
     model_repository: str | Path = DEFAULT_MODEL_REPOSITORY,
     checkpoint: str | Path | None = DEFAULT_CHECKPOINT,
@@ -480,6 +520,7 @@ def export_models(
         if not force and _up_to_date(job, folder, digest):
             log(f"skipped  {job.name}: up to date ({folder / MODEL_FILE})")
             results[job.name] = "skipped"
+            _write_identity(job, folder, log)
             continue
         info = _export_one(job, folder, digest)
         size = (folder / MODEL_FILE).stat().st_size
@@ -488,4 +529,13 @@ def export_models(
             f"max |ORT - torch| {info['max_abs_diff']:.2g}, {info['seconds']:.1f} s{info['served']})"
         )
         results[job.name] = "exported"
+        _write_identity(job, folder, log)
     return results
+
+
+def _write_identity(job: ExportJob, folder: Path, log: Callable[[str], None]) -> None:
+    """After the classifier's export (or skip): its configs report what 1/ now holds."""
+    if job.metadata is None:
+        return
+    for config in write_served_identity(folder.parent):
+        log(f"identity {job.name}: {config} (parameters served.*)")

@@ -37,8 +37,16 @@ DESCRIPTION = (
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services = await build_services(app.state.settings, app.state.metrics, app.state.resolver)
     app.state.services = services
-    follower = TwinFollower(services.settings, services.pipeline, lambda path: load_gradcam(services.settings, path))
-    task = asyncio.create_task(follower.run()) if services.settings.twin_reload_interval_s > 0 else None
+    follower = TwinFollower(
+        services.settings, services.triton, services.served, lambda path: load_gradcam(services.settings, path)
+    )
+    task = None
+    if services.settings.twin_reload_interval_s > 0:
+        try:
+            await follower.check()  # Triton serves a checkpoint the gateway has: the twin follows before serving
+        except Exception:  # noqa: BLE001 - the twin it started with stays; the mismatch is reported
+            log.exception("loading the served classifier's twin failed")
+        task = asyncio.create_task(follower.run())
     services.runner.start()
     await services.pipeline.provenance.start()  # the C2PA reader's worker processes, warmed up
     try:

@@ -46,8 +46,8 @@ def _request_id(request: Request) -> str:
 
 
 def _service(path: str) -> Callable[[Request], Any]:
-    """A dependency: one of the long-lived services (``Services``), e.g. ``"predictor"`` or ``"pipeline.model"``
-    (read at each request: the twin follower swaps the model)."""
+    """A dependency: one of the long-lived services (``Services``), e.g. ``"predictor"`` or ``"served.info"``
+    (read at each request: the twin follower swaps the served model's state)."""
     get = operator.attrgetter(path)
 
     def dependency(request: Request) -> Any:
@@ -60,7 +60,7 @@ _ServicesDep = Annotated[Services, Depends(_services)]
 SettingsDep = Annotated[Settings, Depends(_service("settings"))]
 PredictorDep = Annotated[Predictor, Depends(_service("predictor"))]
 PipelineDep = Annotated[Pipeline, Depends(_service("pipeline"))]
-ModelDep = Annotated[ModelInfo, Depends(_service("pipeline.model"))]
+ModelDep = Annotated[ModelInfo, Depends(_service("served.info"))]
 TritonDep = Annotated[TritonService, Depends(_service("triton"))]
 StorageDep = Annotated[Storage, Depends(_service("storage"))]
 JobStoreDep = Annotated[JobStore, Depends(_service("jobs"))]

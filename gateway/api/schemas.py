@@ -162,10 +162,17 @@ class ErrorResponse(BaseModel):
 class CheckResult(BaseModel):
     ok: bool
     detail: str
+    served_sha256: str | None = Field(
+        default=None, description="model check: the checkpoint digest Triton reports (its model config)"
+    )
+    grad_cam_sha256: str | None = Field(default=None, description="model check: the Grad-CAM twin's checkpoint digest")
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="ok; degraded: predictions are served but the Grad-CAM twin is not the served checkpoint "
+        "(verdicts without heatmaps); unavailable (503): Triton or the storage is not usable"
+    )
     checks: dict[str, CheckResult]
 
 
@@ -178,14 +185,17 @@ class ModelInfoResponse(BaseModel):
     training_data: str | list[str] | None = None
     gradcam_version: str = Field(description="version of the PyTorch twin used for Grad-CAM")
     precision: str | None = Field(
-        default=None,
-        description="precision Triton serves the classifier at (int8 or fp32), from the export's metadata.json; "
-        "null when the export wrote none",
+        default=None, description="the served classifier's precision (fp32, int8), per Triton"
     )
     precision_reason: str | None = Field(
         default=None,
-        description="why it is served at that precision, e.g. 'fp32: the INT8 gate refused (...)'",
+        description="why it is served at that precision, e.g. 'fp32: the INT8 gate refused (...)', per Triton",
     )
+    checkpoint_sha256: str | None = Field(
+        default=None,
+        description="the served checkpoint's digest, per Triton (null: untrained, or Triton not asked yet)",
+    )
+    gradcam_checkpoint_sha256: str | None = Field(default=None, description="the Grad-CAM twin's checkpoint digest")
 
 
 class StageInfo(BaseModel):

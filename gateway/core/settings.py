@@ -18,7 +18,6 @@ from deepfake_core.paths import BUNDLED_CHECKPOINT
 from gateway.services.storage import DEFAULT_CHUNK_SIZE, DEFAULT_FOLDER, DEFAULT_LARGE_THRESHOLD_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_METADATA = REPO_ROOT / "model_repository" / "temporal_classifier" / "1" / "metadata.json"
 MB = 1_000_000
 
 
@@ -163,14 +162,12 @@ class Settings(BaseSettings):
         default=BUNDLED_CHECKPOINT,
         description="classifier checkpoint of the Grad-CAM twin: the one `make export` served (None: untrained)",
     )
-    model_metadata: Path | None = Field(
-        default=DEFAULT_MODEL_METADATA, description="metadata.json of the served classifier (version, threshold)"
-    )
     twin_reload_interval_s: float = Field(
         default=5.0,
         ge=0,
-        description="how often the served classifier's metadata.json is checked; after a re-export the Grad-CAM "
-        "twin and the reported version follow (0: never)",
+        description="how often Triton is asked which classifier it serves (the served.* parameters of "
+        "temporal_classifier's config); after a re-export the Grad-CAM twin and the reported version follow, when "
+        "the served checkpoint is available here (0: never; the identity is still read at start)",
     )
     gradcam_device: str | None = Field(
         default=None, description="torch device of Grad-CAM (default: cuda when available)"

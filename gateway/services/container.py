@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from deepfake_core.checkpoint import load_or_untrained
+from deepfake_core.checkpoint import checkpoint_digest, load_or_untrained
 from gateway.core.settings import Settings
 from gateway.services.access.control import AccessControl
 from gateway.services.inference.gradcam import GradCamEngine
@@ -29,6 +29,7 @@ from gateway.services.prediction.admission import Admission
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.prediction.pipeline import Pipeline
 from gateway.services.prediction.predictor import Predictor
+from gateway.services.prediction.served_model import ModelState, ServedModel
 from gateway.services.storage import Storage, build_storage
 
 log = logging.getLogger("gateway")
@@ -36,14 +37,15 @@ log = logging.getLogger("gateway")
 
 @dataclass
 class Services:
-    """Everything built once per app in the lifespan. The Grad-CAM engine and the model live in the pipeline only
-    (the twin follower swaps them there)."""
+    """Everything built once per app in the lifespan. The Grad-CAM engine and the model info live in ``served``
+    only (the twin follower swaps its state)."""
 
     settings: Settings
     metrics: Metrics
     triton: TritonService
     http: httpx.AsyncClient
     storage: Storage
+    served: ServedModel
     pipeline: Pipeline
     predictor: Predictor
     access: AccessControl
@@ -52,11 +54,11 @@ class Services:
 
     @property
     def gradcam(self) -> GradCamEngine:
-        return self.pipeline.gradcam
+        return self.served.gradcam
 
     @property
     def model(self) -> ModelInfo:
-        return self.pipeline.model
+        return self.served.info
 
     async def aclose(self) -> None:
         await self.runner.stop()
@@ -80,14 +82,24 @@ def load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamEn
 async def build_services(settings: Settings, metrics: Metrics, resolver: Resolver = system_resolver) -> Services:
     """Every long-lived client, built once. ``resolver``: the download guard's DNS (tests inject their own)."""
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    gradcam, twin_metadata = await asyncio.to_thread(load_gradcam, settings, settings.checkpoint)
-    model = ModelInfo.resolve(settings.model_metadata, twin_metadata)
-    storage = _storage(settings)
     triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
-    http, downloader = _downloader(settings, resolver)
-    pipeline = Pipeline(
-        settings=settings, triton=triton, gradcam=gradcam, storage=storage, metrics=metrics, model=model
+    twin = settings.checkpoint
+    (gradcam, twin_metadata), identity = await asyncio.gather(
+        asyncio.to_thread(load_gradcam, settings, twin), triton.served_identity(timeout_s=2.0)
     )
+    model = ModelInfo.resolve(identity, twin_metadata, checkpoint_digest(twin) if twin else None)
+    if identity is None:
+        log.warning("Triton (%s) did not tell which classifier it serves yet", settings.triton_grpc_url)
+    elif not model.twin_matches:
+        log.warning(
+            "Triton serves checkpoint %s, the Grad-CAM twin is %s",
+            model.served_sha256,
+            model.twin_sha256 or "untrained",
+        )
+    served = ServedModel(ModelState(gradcam=gradcam, info=model, twin_metadata=twin_metadata))
+    storage = _storage(settings)
+    http, downloader = _downloader(settings, resolver)
+    pipeline = Pipeline(settings=settings, triton=triton, served=served, storage=storage, metrics=metrics)
     admission = Admission(
         settings.max_concurrent_predictions, settings.max_queued_predictions, settings.queue_timeout_s, metrics
     )
@@ -114,6 +126,7 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         triton=triton,
         http=http,
         storage=storage,
+        served=served,
         pipeline=pipeline,
         predictor=predictor,
         access=access,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
-from deepfake_core.checkpoint import checkpoint_digest, save_checkpoint
+from deepfake_core import served_identity
+from deepfake_core.checkpoint import checkpoint_digest, load_checkpoint, save_checkpoint
 from deepfake_core.classifier import (
     VIT_ARCH,
     Classifier,
@@ -24,9 +28,11 @@ from deepfake_core.classifier import (
 )
 from deepfake_core.constants import CROP_SIZE, DECISION_THRESHOLD, NUM_FRAMES, UNTRAINED_VERSION
 from deepfake_core.mtcnn import load_mtcnn
+from deepfake_core.paths import BUNDLED_CHECKPOINT, MODEL_REPOSITORY
+from deepfake_core.served_identity import ServedIdentity
 from export import onnx_export, quantize
 from export.__main__ import main
-from export.onnx_export import MODEL_NAMES, ExportCheckError, QuantizationError, export_models
+from export.onnx_export import MODEL_NAMES, ExportCheckError, QuantizationError, classifier_configs, export_models
 from training.pretrained import load_imagenet
 
 SMALL = {"width_mult": 0.25, "depth_mult": 0.34}
@@ -337,3 +343,69 @@ def test_int8_failure_other_than_the_gate_fails_the_export(
     before = _files(repo)
     assert main(argv) == 1
     assert _files(repo) == before
+
+
+def _served_parameters(config: Path) -> dict[str, str]:
+    parsed = text_format.Parse(config.read_text(), mc.ModelConfig())
+    return {k: v.string_value for k, v in parsed.parameters.items()}
+
+
+def test_identity_goes_into_every_classifier_config(tmp_path: Path) -> None:
+    """The export writes the served identity into config.pbtxt and configs/*.pbtxt (Triton reports it); nothing
+    else in them changes, a re-export replaces the block, an up-to-date export touches nothing."""
+    repo = tmp_path / "repo"
+    source = MODEL_REPOSITORY / "temporal_classifier"
+    (repo / "temporal_classifier" / "configs").mkdir(parents=True)
+    configs = [Path("config.pbtxt"), *(p.relative_to(source) for p in sorted((source / "configs").glob("*.pbtxt")))]
+    assert len(configs) >= 3
+    for rel in configs:
+        shutil.copy(source / rel, repo / "temporal_classifier" / rel)
+    ckpt = save_checkpoint(
+        tmp_path / "small.pt", untrained_classifier(SMALL), {"version": "small-id", "threshold": 0.37}
+    )
+    assert export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None)
+    for rel in configs:
+        path = repo / "temporal_classifier" / rel
+        identity = ServedIdentity.from_parameters(_served_parameters(path))
+        assert identity == ServedIdentity(
+            version="small-id",
+            checkpoint_sha256=checkpoint_digest(ckpt),
+            precision="fp32",
+            threshold=0.5,
+            threshold_folded=0.37,
+            checkpoint_path=str(ckpt.resolve()),
+            precision_reason="fp32: asked for (--precision fp32, quantisation off)",
+        ), rel
+        # the rest of the file is the tracked one
+        assert _without_block(path.read_text()) == _without_block((source / rel).read_text())
+        assert path.read_text().count(served_identity.BEGIN) == 1
+
+    config = repo / "temporal_classifier" / "config.pbtxt"
+    before = config.stat().st_mtime_ns
+    assert export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None) == {
+        "temporal_classifier": "skipped"
+    }
+    assert config.stat().st_mtime_ns == before  # unchanged identity: Triton in poll mode has nothing to reload
+
+    save_checkpoint(ckpt, untrained_classifier(SMALL), {"version": "small-id-2"})
+    export_models(repo, ckpt, only=["temporal_classifier"], log=lambda _: None)
+    identity = ServedIdentity.from_parameters(_served_parameters(config))
+    assert identity is not None and identity.version == "small-id-2" and identity.threshold_folded is None
+    assert identity.checkpoint_sha256 == checkpoint_digest(ckpt)
+    assert config.read_text().count(served_identity.BEGIN) == 1
+
+
+def _without_block(text: str) -> str:
+    start, end = text.find(served_identity.BEGIN), text.find(served_identity.END)
+    return text if start < 0 else text[:start] + text[end + len(served_identity.END) + 1 :]
+
+
+def test_tracked_configs_carry_the_bundled_checkpoint() -> None:
+    """`make export` with the defaults leaves the tracked configs as they are: they name weights/classifier.pt
+    (after new bundled weights, run `make export` and commit the configs it rewrote)."""
+    meta = load_checkpoint(BUNDLED_CHECKPOINT)[1]
+    for config in classifier_configs(MODEL_REPOSITORY / "temporal_classifier"):
+        identity = ServedIdentity.from_parameters(_served_parameters(config))
+        assert identity is not None, config
+        assert identity.checkpoint_sha256 == checkpoint_digest(BUNDLED_CHECKPOINT), config
+        assert identity.version == meta["version"] and identity.checkpoint_path == "weights/classifier.pt"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from deepfake_core.checkpoint import checkpoint_digest
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from tests.gateway.conftest import FAST, GatewayServer, VideoServer
-from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
+from tests.gateway.inference.test_twin_follower import triton_identity
 
 
 def test_health_reports_each_check(client: httpx.Client, gateway: GatewayServer) -> None:
@@ -16,21 +16,29 @@ def test_health_reports_each_check(client: httpx.Client, gateway: GatewayServer)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok"
-    assert {k: v["ok"] for k, v in body["checks"].items()} == {"gateway": True, "triton": True, "storage": True}
+    assert {k: v["ok"] for k, v in body["checks"].items()} == {
+        "gateway": True,
+        "triton": True,
+        "storage": True,
+        "model": True,  # the Grad-CAM twin is the checkpoint Triton serves
+    }
+    model = body["checks"]["model"]
+    assert model["served_sha256"] == model["grad_cam_sha256"] == checkpoint_digest(BUNDLED_CHECKPOINT)
     assert gateway.settings.triton_grpc_url in body["checks"]["triton"]["detail"]
     assert body["checks"]["storage"]["detail"].startswith("local")
 
 
 def test_info_reports_model_defaults_and_limits(client: httpx.Client, gateway: GatewayServer) -> None:
     body = client.get("/api/v1/info").json()
-    metadata = json.loads((DEFAULT_MODEL_REPOSITORY / "temporal_classifier" / "1" / "metadata.json").read_text())
+    served = triton_identity(gateway.settings.triton_grpc_url)  # Triton's own word (its model config)
     assert body["model"]["name"] == "deepfake_detector"
-    assert body["model"]["version"] == metadata["version"] == body["model"]["gradcam_version"]
-    assert body["model"]["threshold"] == metadata["threshold"] and body["model"]["num_frames"] == 32
-    # the precision Triton serves and why, as the export wrote them (never guessed)
-    assert body["model"]["precision"] == metadata["precision"] in ("int8", "fp32")
-    assert body["model"]["precision_reason"] == metadata["precision_reason"]
-    assert body["model"]["precision_reason"].startswith(f"{metadata['precision']}: ")
+    assert body["model"]["version"] == served.version == body["model"]["gradcam_version"]
+    assert body["model"]["threshold"] == served.threshold and body["model"]["num_frames"] == 32
+    assert body["model"]["precision"] == served.precision
+    assert body["model"]["checkpoint_sha256"] == served.checkpoint_sha256 == body["model"]["gradcam_checkpoint_sha256"]
+    # why that precision, as the export wrote it into the config (never guessed)
+    assert body["model"]["precision_reason"] == served.precision_reason
+    assert served.precision_reason is not None and served.precision_reason.startswith(f"{served.precision}: ")
     assert body["defaults"] == {"num_frames": 8, "heatmap": True, "output_max_side": 720}
     limits = body["limits"]
     assert limits["max_download_bytes"] == gateway.settings.max_download_bytes and limits["max_redirects"] == 3

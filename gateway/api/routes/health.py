@@ -1,5 +1,5 @@
-"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable: 200 when all are, else 503) and
-``GET /metrics`` (Prometheus)."""
+"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable: 200 when all are, else 503; the Grad-CAM twin
+is the checkpoint Triton serves: when not, 200 ``degraded`` with both digests) and ``GET /metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import MetricsDep, StorageDep, TritonDep
+from gateway.api.deps import MetricsDep, ModelDep, StorageDep, TritonDep
 from gateway.api.schemas import HealthResponse
+from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.storage import Storage
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
@@ -19,8 +20,9 @@ log = logging.getLogger("gateway.health")
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def health(triton: TritonDep, storage: StorageDep) -> JSONResponse:
-    """Each check with its verdict; the status code says whether the gateway can serve predictions."""
+async def health(triton: TritonDep, storage: StorageDep, model: ModelDep) -> JSONResponse:
+    """Each check with its verdict; the status code says whether the gateway can serve predictions (a twin that is
+    not the served checkpoint degrades them: verdicts without heatmaps)."""
     triton_ok, storage_ok = await asyncio.gather(triton.ready(), _storage_ok(storage))
     checks = {
         "gateway": {"ok": True, "detail": "up"},
@@ -32,10 +34,40 @@ async def health(triton: TritonDep, storage: StorageDep) -> JSONResponse:
             "ok": storage_ok,
             "detail": f"{storage.name}: " + ("writable" if storage_ok else "not writable"),
         },
+        "model": _model_check(model),
     }
     ok = triton_ok and storage_ok
-    body = HealthResponse.model_validate({"status": "ok" if ok else "unavailable", "checks": checks})
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    status = "unavailable" if not ok else "ok" if checks["model"]["ok"] else "degraded"
+    body = HealthResponse.model_validate({"status": status, "checks": checks})
+    return JSONResponse(body.model_dump(exclude_unset=True), status_code=200 if ok else 503)
+
+
+def _model_check(model: ModelInfo) -> dict[str, object]:
+    """Whether the Grad-CAM twin is the checkpoint Triton serves (the digests, from Triton's model config and the
+    twin's file)."""
+    twin = model.twin_sha256 or "untrained"
+    if model.served is None:
+        return {
+            "ok": False,
+            "detail": f"Triton has not said which classifier it serves; Grad-CAM twin {twin}",
+            "grad_cam_sha256": model.twin_sha256,
+        }
+    served = model.served_sha256 or "untrained"
+    if model.twin_matches:
+        detail = (
+            f"Triton serves {model.version} ({served}, {model.precision}); the Grad-CAM twin is the same checkpoint"
+        )
+    else:
+        detail = (
+            f"Triton serves checkpoint {served} ({model.version}) but the Grad-CAM twin is {twin} "
+            f"({model.twin_version}): heatmaps are off until they match"
+        )
+    return {
+        "ok": model.twin_matches,
+        "detail": detail,
+        "served_sha256": model.served_sha256,
+        "grad_cam_sha256": model.twin_sha256,
+    }
 
 
 async def _storage_ok(storage: Storage) -> bool:

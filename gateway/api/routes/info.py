@@ -1,4 +1,4 @@
-"""``GET /api/v1/info``: the model, its version, threshold and served precision, the defaults and the limits."""
+"""``GET /api/v1/info``: the model, its version and threshold, the defaults and the limits."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ async def info(settings: SettingsDep, model: ModelDep, storage: StorageDep) -> I
                 "gradcam_version": m.twin_version,
                 "precision": m.precision,
                 "precision_reason": m.precision_reason,
+                "checkpoint_sha256": m.served_sha256,
+                "gradcam_checkpoint_sha256": m.twin_sha256,
             },
             "defaults": {"num_frames": s.num_frames, "heatmap": s.heatmap, "output_max_side": s.output_max_side},
             "limits": {

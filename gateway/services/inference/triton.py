@@ -22,6 +22,7 @@ from deepfake_core.ensemble_contract import (
     clean_message,
     ensemble_request,
 )
+from deepfake_core.served_identity import CLASSIFIER_MODEL, ServedIdentity
 from gateway.core.errors import GatewayError, TritonUnavailable, UnsupportedVideo, UpstreamFailure, UpstreamTimeout
 
 log = logging.getLogger("gateway.triton")
@@ -73,6 +74,19 @@ class TritonService:
             return bool(server and await self._client.is_model_ready(ENSEMBLE, client_timeout=timeout_s))
         except (TimeoutError, InferenceServerException, OSError):
             return False
+
+    async def served_identity(self, timeout_s: float = 5.0) -> ServedIdentity | None:
+        """The classifier Triton serves, from its model config's ``served.*`` parameters (``get_model_config``);
+        None when Triton cannot be asked or its config carries no identity (a repository not written by export)."""
+        try:
+            reply = await self._client.get_model_config(CLASSIFIER_MODEL, as_json=True, client_timeout=timeout_s)
+        except (TimeoutError, InferenceServerException, OSError) as exc:
+            log.debug("cannot read %s's config: %s", CLASSIFIER_MODEL, exc)
+            return None
+        parameters = reply.get("config", {}).get("parameters", {})
+        return ServedIdentity.from_parameters(
+            {k: str(v.get("string_value", "")) for k, v in parameters.items() if isinstance(v, dict)}
+        )
 
     async def detect(self, video: bytes, num_frames: int, with_maps: bool) -> DetectorResult:
         """Analyse one video; TRACK_FEATURE_MAPS (every face's, for Grad-CAM) is requested only when ``with_maps``."""

@@ -1,23 +1,22 @@
-"""The served model's identity and decision threshold, as the gateway reports it."""
+"""The served model's identity and decision threshold, as the gateway reports it.
+
+Triton is the one source of the served classifier's identity (``deepfake_core.served_identity``: the ``served.*``
+parameters of temporal_classifier's config, read with ``get_model_config``); the Grad-CAM twin's checkpoint digest is
+compared with it, and a difference is reported (``/api/v1/health``), never hidden.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from deepfake_core import constants as C
-
-log = logging.getLogger("gateway.pipeline")
+from deepfake_core.served_identity import ServedIdentity
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The served model's identity and decision threshold (from the exported metadata, else the twin's), and the
-    precision Triton serves the classifier at with the export's reason (None when no exported metadata says)."""
+    """The served model's identity and threshold (from Triton) beside the Grad-CAM twin's."""
 
     name: str
     version: str
@@ -26,48 +25,45 @@ class ModelInfo:
     crop_size: int
     training_data: str | list[str] | None
     twin_version: str
-    precision: str | None = None
-    precision_reason: str | None = None
+    twin_sha256: str | None  # the twin's checkpoint digest (None: the seeded untrained classifier)
+    served: ServedIdentity | None  # what Triton reports; None while it could not be asked
+
+    @property
+    def served_sha256(self) -> str | None:
+        return self.served.checkpoint_sha256 if self.served else None
+
+    @property
+    def precision(self) -> str | None:
+        return self.served.precision if self.served else None
+
+    @property
+    def precision_reason(self) -> str | None:
+        """Why the classifier is served at its precision (the export's reason, per Triton)."""
+        return self.served.precision_reason if self.served else None
+
+    @property
+    def twin_matches(self) -> bool:
+        """Whether the Grad-CAM twin is the checkpoint Triton serves (False while Triton's identity is unknown)."""
+        return self.served is not None and self.served.checkpoint_sha256 == self.twin_sha256
 
     @classmethod
-    def resolve(cls, metadata_path: Path | None, twin_metadata: dict[str, Any]) -> ModelInfo:
-        """Triton's classifier metadata (written by ``make export`` next to the ONNX) wins; the twin comes from the
-        same checkpoint, and a mismatch is logged because Grad-CAM would then explain another model."""
-        served = served_metadata(metadata_path)
-        meta = {**twin_metadata, **served}
-        twin_version = str(twin_metadata.get("version", C.UNTRAINED_VERSION))
-        version = str(meta.get("version") or C.UNTRAINED_VERSION)
-        if served and version != twin_version:
-            log.warning("Triton serves classifier %s but the Grad-CAM twin is %s", version, twin_version)
+    def resolve(
+        cls, served: ServedIdentity | None, twin_metadata: dict[str, Any], twin_sha256: str | None
+    ) -> ModelInfo:
+        """Version and threshold are Triton's; what only the checkpoint knows (frames, crop size, training data)
+        comes from the twin's metadata when the twin is the served checkpoint. Without Triton's answer the twin's
+        version stands in, with the served threshold every export folds to (0.5)."""
+        twin_version = str(twin_metadata.get("version") or C.UNTRAINED_VERSION)
+        same = served is not None and served.checkpoint_sha256 == twin_sha256
+        checkpoint = twin_metadata if same or served is None else {}
         return cls(
             name=C.MODEL_NAME,
-            version=version,
-            threshold=float(meta.get("threshold", C.DECISION_THRESHOLD)),
-            num_frames=int(meta.get("num_frames", C.NUM_FRAMES)),
-            crop_size=int(meta.get("crop_size", C.CROP_SIZE)),
-            training_data=meta.get("training_data"),
+            version=served.version if served else twin_version,
+            threshold=served.threshold if served else C.DECISION_THRESHOLD,
+            num_frames=int(checkpoint.get("num_frames", C.NUM_FRAMES)),
+            crop_size=int(checkpoint.get("crop_size", C.CROP_SIZE)),
+            training_data=checkpoint.get("training_data"),
             twin_version=twin_version,
-        ).with_precision_of(served)
-
-    def with_precision_of(self, served: dict[str, Any]) -> ModelInfo:
-        """This info with the precision (and its reason) of the exported metadata ``served``: only the export knows
-        what Triton serves (the twin is always the float32 PyTorch model)."""
-        return dataclasses.replace(
-            self, precision=_text(served.get("precision")), precision_reason=_text(served.get("precision_reason"))
+            twin_sha256=twin_sha256,
+            served=served,
         )
-
-
-def served_metadata(metadata_path: Path | None) -> dict[str, Any]:
-    """The exported classifier's metadata.json ({} when absent or unreadable, logged)."""
-    if metadata_path is None or not metadata_path.is_file():
-        return {}
-    try:
-        served = json.loads(metadata_path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read %s: %s", metadata_path, exc)
-        return {}
-    return served if isinstance(served, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)

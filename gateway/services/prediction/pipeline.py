@@ -23,15 +23,14 @@ from deepfake_core.ensemble_contract import DetectorResult
 from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
 from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
-from gateway.services.inference.gradcam import GradCamEngine
 from gateway.services.inference.prefetch import FramePrefetch
 from gateway.services.inference.render import decode_format, render_overlay
 from gateway.services.inference.triton import TritonService
 from gateway.services.intake.sniff import sniff_file
 from gateway.services.intake.temp_files import new_temp_path, removing
 from gateway.services.metrics import Metrics
-from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.prediction.progress import ProgressTracker
+from gateway.services.prediction.served_model import ModelState, ServedModel
 from gateway.services.prediction.stages import Stage, StageClock
 from gateway.services.provenance import policy as provenance_policy  # content credentials
 from gateway.services.provenance.service import ProvenanceReader
@@ -88,17 +87,15 @@ class Pipeline:
         *,
         settings: Settings,
         triton: TritonService,
-        gradcam: GradCamEngine,
+        served: ServedModel,
         storage: Storage,
         metrics: Metrics,
-        model: ModelInfo,
     ) -> None:
         self.settings = settings
         self.triton = triton
-        self.gradcam = gradcam
+        self.served = served  # the Grad-CAM twin and the model info, swapped together by the twin follower
         self.storage = storage
         self.metrics = metrics
-        self.model = model
         # Checked here, before Triton: video_decode has its own limits (max_pixels, max_duration_s in its
         # config.pbtxt) and refuses with INVALID_ARG, but a bad file should not cost a trip to Triton.
         self.limits = VideoLimits(
@@ -110,6 +107,7 @@ class Pipeline:
     async def run(self, job: PredictJob) -> dict[str, Any]:
         """The response body of one prediction (see ``schemas.PredictResponse``)."""
         clock = job.clock
+        model = self.served.state  # one model for the whole prediction, whatever the twin follower swaps meanwhile
         # stage events for GET /api/v1/progress/{id}, then done or failed
         with self.progress.track(job.request_id) as report, clock.listening(report):
             with clock.stage(Stage.PROBE):
@@ -118,13 +116,13 @@ class Pipeline:
                 with clock.stage(Stage.INFERENCE):
                     credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
                     result = await self._infer(job)
-                cams = await self._gradcam(job, result)
-                provenance, verdict = await self._credentials(job, credentials, result)
+                cams = await self._gradcam(job, result, model)
+                provenance, verdict = await self._credentials(job, credentials, result, model)
                 label = verdict.predicted_class
-                output_url = await self._render_and_store(job, result, cams, label, info, prefetch)
+                output_url = await self._render_and_store(job, result, cams, label, info, model, prefetch)
             self.metrics.observe_stages(clock.timings)
             self.metrics.verdicts.labels(label).inc()
-            body = self._response(job, result, output_url, cams is not None)
+            body = self._response(job, result, output_url, cams is not None, model)
             return provenance_policy.apply(body, verdict, provenance)
 
     def _prefetch(self, job: PredictJob, info: VideoInfo) -> AbstractContextManager[FramePrefetch | None]:
@@ -136,13 +134,17 @@ class Pipeline:
         return FramePrefetch(job.source, longer, pixel_format, max_bytes=budget)
 
     async def _credentials(
-        self, job: PredictJob, credentials: asyncio.Task[tuple[dict[str, Any], str | None]], result: DetectorResult
+        self,
+        job: PredictJob,
+        credentials: asyncio.Task[tuple[dict[str, Any], str | None]],
+        result: DetectorResult,
+        model: ModelState,
     ) -> tuple[dict[str, Any], provenance_policy.Verdict]:
         """The C2PA summary (an ``errors`` entry when it could not be read) and the verdict policy."""
         provenance, error = await credentials
         if error is not None:
             job.errors.append({"stage": "provenance", "type": "credentials_unreadable", "message": error})
-        detector = result.predicted_class(self.model.threshold)
+        detector = result.predicted_class(model.info.threshold)
         return provenance, provenance_policy.decide(detector, provenance, self.settings.c2pa_override)
 
     def _probe(self, path: Path) -> VideoInfo:
@@ -179,21 +181,33 @@ class Pipeline:
         video = await asyncio.to_thread(job.source.read_bytes)
         return await self.triton.detect(video, job.num_frames, with_maps=job.heatmap)
 
-    async def _gradcam(self, job: PredictJob, result: DetectorResult) -> np.ndarray | None:
+    async def _gradcam(self, job: PredictJob, result: DetectorResult, model: ModelState) -> np.ndarray | None:
         """CAMs [F, T, h, w], one row per analysed face (from TRACK_FEATURE_MAPS), or [T, h, w] of the deciding face
-        when only FEATURE_MAPS came; None without heatmaps."""
+        when only FEATURE_MAPS came; None without heatmaps, and None (with an ``errors`` entry) when Triton serves
+        another checkpoint than the twin's: its heatmaps would explain another model."""
         maps = result.track_feature_maps if result.track_feature_maps is not None else result.feature_maps
         if not (job.heatmap and result.face_found and maps is not None):
             job.clock.report(Stage.GRADCAM)  # skipped: its time stays 0
             return None
+        info = model.info
+        if info.served is not None and not info.twin_matches:
+            job.clock.report(Stage.GRADCAM)
+            job.errors.append(
+                {
+                    "stage": Stage.GRADCAM.value,
+                    "type": "twin_mismatch",
+                    "message": f"no heatmap: Triton serves checkpoint {info.served_sha256 or 'untrained'}, the "
+                    f"Grad-CAM twin is {info.twin_sha256 or 'untrained'}",
+                }
+            )
+            return None
+        engine = model.gradcam
         with job.clock.stage(Stage.GRADCAM):
             if result.track_feature_maps is None or result.track_has_face is None:
-                return await asyncio.to_thread(self.gradcam.compute_from_maps, maps, result.has_face)
+                return await asyncio.to_thread(engine.compute_from_maps, maps, result.has_face)
             track_maps, present = result.track_feature_maps, result.track_has_face
             return await asyncio.to_thread(
-                lambda: np.stack(
-                    [self.gradcam.compute_from_maps(m, p) for m, p in zip(track_maps, present, strict=True)]
-                )
+                lambda: np.stack([engine.compute_from_maps(m, p) for m, p in zip(track_maps, present, strict=True)])
             )
 
     async def _render_and_store(
@@ -203,6 +217,7 @@ class Pipeline:
         cams: np.ndarray | None,
         label: str,
         info: VideoInfo,
+        model: ModelState,
         prefetch: FramePrefetch | None = None,
     ) -> str | None:
         s = self.settings
@@ -217,7 +232,7 @@ class Pipeline:
                         result,
                         cams,
                         label=label,
-                        threshold=self.model.threshold,
+                        threshold=model.info.threshold,
                         max_side=s.output_max_side,
                         preset=s.encoder_preset,
                         crf=s.crf,
@@ -239,9 +254,9 @@ class Pipeline:
             return stored.url
 
     def _response(
-        self, job: PredictJob, result: DetectorResult, output_url: str | None, heatmap: bool
+        self, job: PredictJob, result: DetectorResult, output_url: str | None, heatmap: bool, model: ModelState
     ) -> dict[str, Any]:
-        verdict = result.to_json(self.model.threshold)
+        verdict = result.to_json(model.info.threshold)
         total = time.perf_counter() - job.started
         return {
             "predicted_class": verdict["predicted_class"],
@@ -257,7 +272,7 @@ class Pipeline:
             "deciding_face": verdict["deciding_face"],
             "faces_not_analysed": verdict["faces_not_analysed"],
             "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
-            "model": {"name": self.model.name, "version": self.model.version},
+            "model": {"name": model.info.name, "version": model.info.version},
             "request_id": job.request_id,
             "errors": job.errors,
             "video": verdict["video"],
