@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from deepfake_core import constants as C
+
+Label = Literal["REAL", "FAKE", "NO_FACE"]  # a video's verdict (NO_FACE: no face in any analysed frame)
 
 ENSEMBLE = "deepfake_detector"
 VIDEO_INPUT = "VIDEO"
@@ -204,7 +206,7 @@ class DetectorResult:
             unanalysed_faces=0 if unanalysed is None else int(unanalysed[0]),
         )
 
-    def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> str:
+    def predicted_class(self, threshold: float = C.DECISION_THRESHOLD) -> Label:
         """REAL, FAKE, or NO_FACE when no face was found in any analysed frame."""
         if not self.face_found:
             return "NO_FACE"
@@ -262,13 +264,23 @@ class DetectorResult:
             )
         return faces
 
+    def confidence_percent(self, threshold: float = C.DECISION_THRESHOLD) -> float | None:
+        """The stated class's confidence in percent (None for NO_FACE)."""
+        if not self.face_found:
+            return None
+        return round(100.0 * stated_confidence(self.prob_fake, threshold), 2)
+
     def to_json(self, threshold: float = C.DECISION_THRESHOLD) -> dict[str, Any]:
         """The verdict as a JSON-ready dict."""
-        label = self.predicted_class(threshold)
-        confidence = stated_confidence(self.prob_fake, threshold)
         return {
-            "predicted_class": label,
-            "confidence": None if label == "NO_FACE" else round(100.0 * confidence, 2),
+            "predicted_class": self.predicted_class(threshold),
+            "confidence": self.confidence_percent(threshold),
+            **self.evidence_json(threshold),
+        }
+
+    def evidence_json(self, threshold: float = C.DECISION_THRESHOLD) -> dict[str, Any]:
+        """Everything but the verdict: score, frames, faces, video (the gateway adds the verdict it decides)."""
+        return {
             "probability_fake": round(self.prob_fake, 6),
             "threshold": threshold,
             "face_found": self.face_found,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from gateway.api.deps import PredictorDep, RequestIdDep, SettingsDep, json_body
-from gateway.api.schemas import BatchRequest, BatchResponse, ErrorResponse
+from gateway.api.schemas import BatchItem, BatchRequest, BatchResponse, ErrorResponse
 from gateway.core.errors import GatewayError, InvalidRequest, error_body
 from gateway.services.prediction.predictor import Predictor
 
@@ -41,10 +41,10 @@ async def predict_batch(
     return {"results": items}
 
 
-async def _one(predictor: Predictor, req: BatchRequest, url: str, request_id: str) -> dict[str, Any]:
+async def _one(predictor: Predictor, req: BatchRequest, url: str, request_id: str) -> BatchItem:
     try:
         prediction = await predictor.from_url(url, req, request_id)
     except GatewayError as exc:
         error = error_body(exc)
-        return {"url": url, "status": error.pop("status_code"), "error": error}
-    return {"url": url, "status": 200, "result": prediction.body}
+        return BatchItem.model_validate({"url": url, "status": error.pop("status_code"), "error": error})
+    return BatchItem(url=url, status=200, result=prediction.body)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from deepfake_core import constants as C
+from gateway.api import stage_labels
 from gateway.api.deps import ModelDep, SettingsDep, StorageDep
 from gateway.api.schemas import InfoResponse
-from gateway.services.prediction import stages
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
 
@@ -47,6 +47,6 @@ async def info(settings: SettingsDep, model: ModelDep, storage: StorageDep) -> I
             },
             "storage": storage.name,
             "triton_url": s.triton_grpc_url,
-            "stages": stages.describe(),
+            "stages": stage_labels.describe(),
         }
     )

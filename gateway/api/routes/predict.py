@@ -59,7 +59,7 @@ _JSON_SCHEMA = PredictRequest.model_json_schema()
         }
     },
 )
-async def predict(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def predict(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> PredictResponse:
     """JSON ``{"url": ..., "num_frames"?, "heatmap"?}``: the gateway downloads the video (URL guard).
     A ``multipart/form-data`` body with a ``file`` part is treated as an upload."""
     started = time.perf_counter()
@@ -76,12 +76,12 @@ async def predict(request: Request, predictor: PredictorDep, request_id: Request
     summary="Analyse an uploaded video (multipart: file, num_frames, heatmap)",
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}},
 )
-async def predict_upload(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> dict[str, Any]:
+async def predict_upload(request: Request, predictor: PredictorDep, request_id: RequestIdDep) -> PredictResponse:
     """The video in a ``file`` part, streamed to disk with a size limit; options as form fields."""
     return await _upload(request, predictor, request_id, time.perf_counter())
 
 
-async def _upload(request: Request, predictor: Predictor, request_id: str, started: float) -> dict[str, Any]:
+async def _upload(request: Request, predictor: Predictor, request_id: str, started: float) -> PredictResponse:
     prediction = await predictor.from_upload(
         request.stream(),
         content_type=request.headers.get("content-type", ""),

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from gateway.api.deps import PipelineDep
+from gateway.api.stage_labels import label, timing_label
 from gateway.services.prediction.stages import Stage
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
@@ -59,10 +60,11 @@ def page() -> str:
     """index.html with its stage list filled in from ``Stage`` (the page's script reads the list from there)."""
     items = []
     for stage in Stage:
-        timing = f' data-timing-label="{html.escape(stage.about.timing_label)}"' if stage.about.timing_label else ""
+        timed = timing_label(stage)
+        timing = f' data-timing-label="{html.escape(timed)}"' if timed else ""
         items.append(
             f'<li data-stage="{stage.value}"{timing}><span class="stage-mark" aria-hidden="true"></span>'
-            f'<span class="stage-name">{html.escape(stage.about.label)}</span><span class="stage-note"></span></li>'
+            f'<span class="stage-name">{html.escape(label(stage))}</span><span class="stage-note"></span></li>'
         )
     template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     return template.replace("<!-- stages -->", "\n        ".join(items))

@@ -37,7 +37,12 @@ RUNNING = tuple(s.value for s in JobStatus if s.running)
 
 # The prediction's stages as job statuses, with the progress reached when a stage starts.
 STAGE_STATUS: dict[Stage, tuple[JobStatus, float]] = {
-    stage: (JobStatus(stage.about.job_status), stage.about.job_progress) for stage in Stage
+    Stage.DOWNLOAD: (JobStatus.DOWNLOADING, 0.05),
+    Stage.PROBE: (JobStatus.ANALYSING, 0.2),
+    Stage.INFERENCE: (JobStatus.ANALYSING, 0.3),
+    Stage.GRADCAM: (JobStatus.ANALYSING, 0.6),
+    Stage.RENDER: (JobStatus.RENDERING, 0.7),
+    Stage.UPLOAD: (JobStatus.UPLOADING, 0.9),
 }
 
 

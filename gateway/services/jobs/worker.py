@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
+from gateway.api.schemas import PredictRequest
 from gateway.core.aio import wait_event
 from gateway.core.errors import (
     DownloadFailed,
     GatewayError,
+    InvalidRequest,
     Overloaded,
     TritonUnavailable,
     UpstreamFailure,
@@ -54,12 +57,6 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, DownloadFailed):
         return exc.remote_status is None or exc.remote_status >= 500 or exc.remote_status in (408, 429)
     return False
-
-
-@dataclass(frozen=True)
-class _Options:
-    num_frames: int | None
-    heatmap: bool | None
 
 
 @dataclass
@@ -178,11 +175,12 @@ class JobRunner:
 
     async def _predict(self, record: JobRecord, on_stage: Listener) -> tuple[dict[str, Any], str]:
         """The same prediction as ``POST /api/v1/predict``, in the same slots (waiting for one as long as it takes)."""
-        request = record.request
-        heatmap = request.get("heatmap")
-        options = _Options(request.get("num_frames"), None if heatmap is None else bool(heatmap))
-        done = await self.predictor.from_url(request["url"], options, record.id, wait=True, on_stage=on_stage)
-        return done.body, done.public_id
+        try:  # validated again: a stored request is data from outside this process (another version, the store)
+            request = PredictRequest.model_validate(record.request)
+        except ValidationError as exc:
+            raise InvalidRequest(f"the stored job request is not valid: {exc.errors()[0]['msg']}") from None
+        done = await self.predictor.from_url(request.url, request, record.id, wait=True, on_stage=on_stage)
+        return done.body.model_dump(mode="json"), done.public_id
 
     async def _report(
         self, job_id: str, worker: str, state: _Running, changed: asyncio.Event, predict: asyncio.Task[Any]

@@ -21,6 +21,7 @@ import numpy as np
 
 from deepfake_core.ensemble_contract import DetectorResult
 from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
+from gateway.api.schemas import PredictResponse
 from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
 from gateway.services.inference.prefetch import FramePrefetch
@@ -104,8 +105,8 @@ class Pipeline:
         self.progress = ProgressTracker()  # stage updates for the web page
         self.provenance = ProvenanceReader.from_settings(settings)  # C2PA, read beside inference
 
-    async def run(self, job: PredictJob) -> dict[str, Any]:
-        """The response body of one prediction (see ``schemas.PredictResponse``)."""
+    async def run(self, job: PredictJob) -> PredictResponse:
+        """The answer of one prediction: its verdict decided once (the detector's, then the credentials' policy)."""
         clock = job.clock
         model = self.served.state  # one model for the whole prediction, whatever the twin follower swaps meanwhile
         # stage events for GET /api/v1/progress/{id}, then done or failed
@@ -117,13 +118,13 @@ class Pipeline:
                     credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
                     result = await self._infer(job)
                 cams = await self._gradcam(job, result, model)
-                provenance, verdict = await self._credentials(job, credentials, result, model)
-                label = verdict.predicted_class
-                output_url = await self._render_and_store(job, result, cams, label, info, model, prefetch)
+                provenance, verdict = await self._verdict(job, credentials, result, model)
+                output_url = await self._render_and_store(
+                    job, result, cams, verdict.predicted_class, info, model, prefetch
+                )
             self.metrics.observe_stages(clock.timings)
-            self.metrics.verdicts.labels(label).inc()
-            body = self._response(job, result, output_url, cams is not None, model)
-            return provenance_policy.apply(body, verdict, provenance)
+            self.metrics.verdicts.labels(verdict.predicted_class).inc()
+            return self._response(job, result, verdict, provenance, output_url, cams is not None, model)
 
     def _prefetch(self, job: PredictJob, info: VideoInfo) -> AbstractContextManager[FramePrefetch | None]:
         """The render's decoder, started now so that it decodes while Triton works (None when disabled)."""
@@ -133,19 +134,26 @@ class Pipeline:
         longer, pixel_format = decode_format(info, self.settings.output_max_side)
         return FramePrefetch(job.source, longer, pixel_format, max_bytes=budget)
 
-    async def _credentials(
+    async def _verdict(
         self,
         job: PredictJob,
         credentials: asyncio.Task[tuple[dict[str, Any], str | None]],
         result: DetectorResult,
         model: ModelState,
     ) -> tuple[dict[str, Any], provenance_policy.Verdict]:
-        """The C2PA summary (an ``errors`` entry when it could not be read) and the verdict policy."""
+        """The C2PA summary (an ``errors`` entry when it could not be read) and the verdict: the detector's class
+        and confidence, then the credentials' policy. Nothing after this decides the class again."""
         provenance, error = await credentials
         if error is not None:
             job.errors.append({"stage": "provenance", "type": "credentials_unreadable", "message": error})
-        detector = result.predicted_class(model.info.threshold)
-        return provenance, provenance_policy.decide(detector, provenance, self.settings.c2pa_override)
+        threshold = model.info.threshold
+        verdict = provenance_policy.decide(
+            result.predicted_class(threshold),
+            result.confidence_percent(threshold),
+            provenance,
+            self.settings.c2pa_override,
+        )
+        return provenance, verdict
 
     def _probe(self, path: Path) -> VideoInfo:
         """Refuse what is not a video, or too big, before it is sent to Triton; the renderer reuses the probe.
@@ -254,30 +262,42 @@ class Pipeline:
             return stored.url
 
     def _response(
-        self, job: PredictJob, result: DetectorResult, output_url: str | None, heatmap: bool, model: ModelState
-    ) -> dict[str, Any]:
-        verdict = result.to_json(model.info.threshold)
+        self,
+        job: PredictJob,
+        result: DetectorResult,
+        verdict: provenance_policy.Verdict,
+        provenance: dict[str, Any],
+        output_url: str | None,
+        heatmap: bool,
+        model: ModelState,
+    ) -> PredictResponse:
+        evidence = result.evidence_json(model.info.threshold)
         total = time.perf_counter() - job.started
-        return {
-            "predicted_class": verdict["predicted_class"],
-            "confidence": verdict["confidence"],
-            "output_url": output_url,
-            "execution_time": f"{total:.2f} sec.",
-            "probability_fake": verdict["probability_fake"],
-            "threshold": verdict["threshold"],
-            "frames_analyzed": verdict["frames_analyzed"],
-            "faces_detected": verdict["faces_detected"],
-            "frame_scores": verdict["frame_scores"],
-            "faces": verdict["faces"],
-            "deciding_face": verdict["deciding_face"],
-            "faces_not_analysed": verdict["faces_not_analysed"],
-            "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
-            "model": {"name": model.info.name, "version": model.info.version},
-            "request_id": job.request_id,
-            "errors": job.errors,
-            "video": verdict["video"],
-            "heatmap": heatmap,
-        }
+        return PredictResponse.model_validate(
+            {
+                "predicted_class": verdict.predicted_class,
+                "confidence": verdict.confidence,
+                "verdict_reason": verdict.reason,
+                "detector_class": verdict.detector_class,
+                "output_url": output_url,
+                "execution_time": f"{total:.2f} sec.",
+                "probability_fake": evidence["probability_fake"],
+                "threshold": evidence["threshold"],
+                "frames_analyzed": evidence["frames_analyzed"],
+                "faces_detected": evidence["faces_detected"],
+                "frame_scores": evidence["frame_scores"],
+                "faces": evidence["faces"],
+                "deciding_face": evidence["deciding_face"],
+                "faces_not_analysed": evidence["faces_not_analysed"],
+                "timings": {stage.value: round(seconds, 3) for stage, seconds in job.clock.timings.items()},
+                "model": {"name": model.info.name, "version": model.info.version},
+                "request_id": job.request_id,
+                "errors": job.errors,
+                "video": evidence["video"],
+                "heatmap": heatmap,
+                "provenance": provenance,
+            }
+        )
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
+from gateway.api.schemas import PredictOptions, PredictResponse
 from gateway.core.settings import Settings
 from gateway.services.intake.download import Downloader
 from gateway.services.intake.temp_files import removing
@@ -26,21 +26,11 @@ from gateway.services.prediction.stages import Listener, Stage, StageClock
 MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries, part headers and the small fields around the file
 
 
-class Options(Protocol):
-    """A request's prediction options; None: the gateway's default."""
-
-    @property
-    def num_frames(self) -> int | None: ...
-
-    @property
-    def heatmap(self) -> bool | None: ...
-
-
 @dataclass(frozen=True)
 class Prediction:
-    """The response body, and the stored overlay's id (the jobs remove it with the job)."""
+    """The answer, and the stored overlay's id (the jobs remove it with the job)."""
 
-    body: dict[str, Any]
+    body: PredictResponse
     public_id: str
 
 
@@ -63,7 +53,7 @@ class Predictor:
     async def from_url(
         self,
         url: str,
-        options: Options,
+        options: PredictOptions,
         request_id: str,
         *,
         started: float | None = None,
@@ -86,7 +76,7 @@ class Predictor:
         *,
         content_type: str,
         content_length: str | None,
-        parse_options: Callable[[Mapping[str, str]], Options],
+        parse_options: Callable[[Mapping[str, str]], PredictOptions],
         request_id: str,
         started: float | None = None,
     ) -> Prediction:
@@ -112,7 +102,7 @@ class Predictor:
     async def _predict(
         self,
         fetch: Callable[[], contextlib.AbstractAsyncContextManager[_Video]],
-        parse_options: Callable[[Mapping[str, str]], Options],
+        parse_options: Callable[[Mapping[str, str]], PredictOptions],
         request_id: str,
         started: float | None,
         wait: bool,

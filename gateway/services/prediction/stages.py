@@ -1,9 +1,9 @@
 """The stages of one prediction, listed once (``Stage``), and the clock that times them and reports each start.
 
 Everything that names a stage reads this list: the pipeline and the predictor (``StageClock.stage``), the metrics
-(``gateway_stage_duration_seconds``), the response's ``timings``, the jobs' status and progress, the web page (its
-stage list is rendered from ``Stage``, see ``gateway.api.routes.web``; also in ``GET /api/v1/info``) and the
-gateway benchmark.
+(``gateway_stage_duration_seconds``), the response's ``timings``, the jobs' status and progress
+(``gateway.services.jobs.models.STAGE_STATUS``), the web page and ``GET /api/v1/info`` (their labels:
+``gateway.api.stage_labels``) and the gateway benchmark.
 """
 
 from __future__ import annotations
@@ -26,33 +26,11 @@ class Stage(enum.StrEnum):
     UPLOAD = "upload"  # the overlay video into the storage
 
     @property
-    def about(self) -> StageInfo:
-        return _ABOUT[self]
-
-    @property
     def timed(self) -> bool:
         """Whether the response's ``timings`` (and the stage metric) hold this stage's time."""
-        return self.about.timing_label is not None
+        return self is not Stage.PROBE  # probing is milliseconds: folded into no timing
 
 
-@dataclass(frozen=True)
-class StageInfo:
-    """What the page shows for a stage, and where a job is when the stage starts."""
-
-    label: str  # the page's progress list
-    timing_label: str | None  # the page's timings table; None: not timed
-    job_status: str  # a ``JobStatus`` value
-    job_progress: float
-
-
-_ABOUT = {
-    Stage.DOWNLOAD: StageInfo("Fetching the video", "Download / upload", "downloading", 0.05),
-    Stage.PROBE: StageInfo("Checking the video", None, "analysing", 0.2),
-    Stage.INFERENCE: StageInfo("Finding faces and scoring frames", "Faces and scores (Triton)", "analysing", 0.3),
-    Stage.GRADCAM: StageInfo("Computing heatmaps", "Heatmaps", "analysing", 0.6),
-    Stage.RENDER: StageInfo("Drawing the overlay video", "Overlay video", "rendering", 0.7),
-    Stage.UPLOAD: StageInfo("Storing the video", "Storing", "uploading", 0.9),
-}
 TIMED = tuple(stage for stage in Stage if stage.timed)
 
 Listener = Callable[[Stage], None]
@@ -89,8 +67,3 @@ class StageClock:
             yield
         finally:
             self.listeners.remove(listener)
-
-
-def describe() -> list[dict[str, str | bool]]:
-    """The stages for clients (``GET /api/v1/info``): name, label and whether the response times it."""
-    return [{"name": stage.value, "label": stage.about.label, "timed": stage.timed} for stage in Stage]

@@ -13,31 +13,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from deepfake_core.ensemble_contract import Label
+
 Reason = Literal["detector", "content_credentials"]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The class the answer reports and why."""
+    """The class the answer reports, its confidence (percent; None for NO_FACE and when the credentials decide),
+    why, and the detector's own class."""
 
-    predicted_class: str
+    predicted_class: Label
+    confidence: float | None
     reason: Reason
-    detector_class: str
+    detector_class: Label
 
 
-def decide(detector_class: str, provenance: dict[str, Any], override: bool) -> Verdict:
+def decide(
+    detector_class: Label, detector_confidence: float | None, provenance: dict[str, Any], override: bool
+) -> Verdict:
     """The answer's class: the detector's, unless trusted credentials declare the video AI-generated."""
     if override and provenance.get("valid") and provenance.get("trusted") and provenance.get("ai_generated"):
-        return Verdict("FAKE", "content_credentials", detector_class)
-    return Verdict(detector_class, "detector", detector_class)
-
-
-def apply(body: dict[str, Any], verdict: Verdict, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The predict body with the provenance, the verdict's reason and, when the credentials decide, their class."""
-    body["provenance"] = provenance
-    body["verdict_reason"] = verdict.reason
-    body["detector_class"] = verdict.detector_class
-    if verdict.reason == "content_credentials":
-        body["predicted_class"] = verdict.predicted_class
-        body["confidence"] = None
-    return body
+        return Verdict("FAKE", None, "content_credentials", detector_class)
+    return Verdict(detector_class, detector_confidence, "detector", detector_class)

@@ -168,16 +168,17 @@ def test_workers_are_small_fresh_interpreters(signed: Path) -> None:
 @pytest.mark.parametrize(
     ("valid", "trusted", "ai", "override", "expected"),
     [
-        (True, True, True, True, ("FAKE", "content_credentials")),
-        (True, True, True, False, ("REAL", "detector")),
-        (True, False, True, True, ("REAL", "detector")),
-        (False, False, True, True, ("REAL", "detector")),
-        (True, True, False, True, ("REAL", "detector")),
+        (True, True, True, True, ("FAKE", None, "content_credentials")),
+        (True, True, True, False, ("REAL", 71.5, "detector")),
+        (True, False, True, True, ("REAL", 71.5, "detector")),
+        (False, False, True, True, ("REAL", 71.5, "detector")),
+        (True, True, False, True, ("REAL", 71.5, "detector")),
     ],
 )
-def test_policy(valid: bool, trusted: bool, ai: bool, override: bool, expected: tuple[str, str]) -> None:
-    verdict = decide("REAL", {"valid": valid, "trusted": trusted, "ai_generated": ai}, override)
-    assert (verdict.predicted_class, verdict.reason, verdict.detector_class) == (*expected, "REAL")
+def test_policy(valid: bool, trusted: bool, ai: bool, override: bool, expected: tuple[str, float | None, str]) -> None:
+    """The verdict is decided once: the credentials' class comes without a confidence (not the score's)."""
+    verdict = decide("REAL", 71.5, {"valid": valid, "trusted": trusted, "ai_generated": ai}, override)
+    assert (verdict.predicted_class, verdict.confidence, verdict.reason, verdict.detector_class) == (*expected, "REAL")
 
 
 # --- through the gateway ---------------------------------------------------------------------------------------
