@@ -165,7 +165,10 @@ class CheckResult(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: every check passes; degraded: the gateway is up but a check fails (the code is 503 "
+        "when predictions cannot be served)"
+    )
     checks: dict[str, CheckResult]
 
 

@@ -16,7 +16,12 @@ def test_health_reports_each_check(client: httpx.Client, gateway: GatewayServer)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok"
-    assert {k: v["ok"] for k, v in body["checks"].items()} == {"gateway": True, "triton": True, "storage": True}
+    assert {k: v["ok"] for k, v in body["checks"].items()} == {
+        "gateway": True,
+        "triton": True,
+        "storage": True,
+        "jobs": True,
+    }
     assert gateway.settings.triton_grpc_url in body["checks"]["triton"]["detail"]
     assert body["checks"]["storage"]["detail"].startswith("local")
 

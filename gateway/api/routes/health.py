@@ -1,5 +1,9 @@
-"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable: 200 when all are, else 503) and
-``GET /metrics`` (Prometheus)."""
+"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable, job store reachable) and ``GET /metrics``
+(Prometheus).
+
+Status ``ok`` when every check passes, else ``degraded``; the code is 503 when predictions cannot be served (Triton
+or storage down: a readiness probe takes the pod out of rotation), 200 otherwise (a job store that is away only
+stops the jobs API, which answers 503 itself meanwhile)."""
 
 from __future__ import annotations
 
@@ -9,19 +13,21 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import MetricsDep, StorageDep, TritonDep
+from gateway.api.deps import JobStoreDep, MetricsDep, StorageDep, TritonDep
 from gateway.api.schemas import HealthResponse
+from gateway.services.jobs.store import JobStore
 from gateway.services.storage import Storage
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
 metrics_router = APIRouter(tags=["service"])
 log = logging.getLogger("gateway.health")
+JOBS_PING_TIMEOUT_S = 2.0
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def health(triton: TritonDep, storage: StorageDep) -> JSONResponse:
+async def health(triton: TritonDep, storage: StorageDep, jobs: JobStoreDep) -> JSONResponse:
     """Each check with its verdict; the status code says whether the gateway can serve predictions."""
-    triton_ok, storage_ok = await asyncio.gather(triton.ready(), _storage_ok(storage))
+    triton_ok, storage_ok, jobs_ok = await asyncio.gather(triton.ready(), _storage_ok(storage), _jobs_ok(jobs))
     checks = {
         "gateway": {"ok": True, "detail": "up"},
         "triton": {
@@ -32,10 +38,20 @@ async def health(triton: TritonDep, storage: StorageDep) -> JSONResponse:
             "ok": storage_ok,
             "detail": f"{storage.name}: " + ("writable" if storage_ok else "not writable"),
         },
+        "jobs": {"ok": jobs_ok, "detail": f"{jobs.name}: " + ("reachable" if jobs_ok else "unreachable")},
     }
     ok = triton_ok and storage_ok
-    body = HealthResponse.model_validate({"status": "ok" if ok else "unavailable", "checks": checks})
+    status = "ok" if ok and jobs_ok else "degraded"
+    body = HealthResponse.model_validate({"status": status, "checks": checks})
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+async def _jobs_ok(jobs: JobStore) -> bool:
+    """The store's ping, bounded (a Redis that hangs must not hang the probe)."""
+    try:
+        return await asyncio.wait_for(jobs.ping(), JOBS_PING_TIMEOUT_S)
+    except TimeoutError:
+        return False
 
 
 async def _storage_ok(storage: Storage) -> bool:
