@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import psutil
 
-from benchmarks.chaos_stack import GatewayProcess, RedisProcess, kill9, with_cont
+from benchmarks.chaos_stack import GatewayProcess, RedisProcess, kill9_tree, with_cont
 from gateway.demo import sample_video, serve_directory
 from triton_runtime.process import TritonProcess
 
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         sync_threads=a.sync_threads,
         job_interval_s=a.job_interval_s,
         appendfsync=a.appendfsync,
-        logs_dir=a.logs_dir,
+        logs_dir=a.logs_dir.resolve(),
     )
 
 
@@ -143,7 +143,8 @@ class JobOutcome:
     failed: int = 0
     lost: int = 0
     run_twice: int = 0
-    taken_over: int = 0  # finished by another worker after a lease expired (attempts > 1)
+    retried: int = 0  # run more than once (a retry after an error, or a takeover)
+    taken_over: int = 0  # queued again after a lease expired (error worker_lost on record), then done
     failures: Counter[str] = field(default_factory=Counter)
 
 
@@ -179,7 +180,8 @@ def judge_jobs(keys: list[JobKey], jobs: dict[str, dict[str, Any] | None]) -> Jo
                 out.lost += 1
             elif record["status"] == "done":
                 out.done += 1
-                out.taken_over += int(record.get("attempts", 1) > 1)
+                out.retried += int(record.get("attempts", 1) > 1)
+                out.taken_over += (record.get("error") or {}).get("type") == "worker_lost"
             else:
                 out.failed += 1
                 out.failures[str((record.get("error") or {}).get("type"))] += 1
@@ -318,9 +320,13 @@ def rss(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def temp_files(g: GatewayProcess) -> int:
+def temp_names(g: GatewayProcess) -> set[str]:
     """Entries of a replica's temp folder but its lock file."""
-    return len([p for p in g.tmp_dir.iterdir() if not p.name.startswith(".")]) if g.tmp_dir.exists() else 0
+    return {p.name for p in g.tmp_dir.iterdir() if not p.name.startswith(".")} if g.tmp_dir.exists() else set()
+
+
+def temp_files(g: GatewayProcess) -> int:
+    return len(temp_names(g))
 
 
 def _thaw(triton: TritonProcess) -> None:
@@ -391,8 +397,8 @@ def _then(action: Callable[[], object], note: str = "") -> Callable[[], str]:
 def inject(fault: str, stack: Stack, opts: Options) -> tuple[Callable[[], str], str]:
     """Start ``fault`` now; the function that ends it (it returns a note of what it saw), and a note."""
     if fault == "triton-kill":
-        kill9(stack.triton.proc)
-        return _then(stack.triton.start), "tritonserver SIGKILL, restarted on the same ports"
+        stubs = kill9_tree(stack.triton.proc)
+        return _then(stack.triton.start), f"tritonserver and its {stubs} stubs SIGKILL, restarted on the same ports"
     if fault == "redis-kill":
         stack.redis.kill()
         return _then(stack.redis.start), f"redis-server SIGKILL, restarted on its AOF ({opts.appendfsync})"
@@ -402,9 +408,9 @@ def inject(fault: str, stack: Stack, opts: Options) -> tuple[Callable[[], str], 
         a.kill()
 
         def restart() -> str:
-            left = temp_files(a)  # what the killed replica left; its next start removes it
+            left = temp_names(a)  # what the killed replica left; its next start removes it
             a.start()
-            return f"; it left {left} temp file(s), {temp_files(a)} after its restart"
+            return f"; it left {len(left)} temp file(s), {len(left & temp_names(a))} of them after its restart"
 
         return restart, f"replica A SIGKILL holding {held} job lease(s), restarted"
     if fault == "triton-hang":
@@ -472,7 +478,7 @@ def format_report(r: PhaseReport) -> str:
             f"{j.submitted} / {j.done} / {j.failed} / {j.lost} / {j.run_twice}"
             + (f"  (failed: {failures})" if failures else ""),
         ),
-        ("jobs finished after a lease takeover", str(j.taken_over)),
+        ("jobs done after a retry / after a lease takeover", f"{j.retried} / {j.taken_over}"),
         ("fault's end to first good verdict", "none" if r.recovery_s is None else f"{r.recovery_s:.1f} s"),
         ("temp files left (replica A, B)", ", ".join(map(str, r.temp_files))),
     ]

@@ -4,6 +4,7 @@ SIGKILL, frozen with SIGSTOP and started again on the same port and data: ``redi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import redis
 
 from gateway.core.settings import REPO_ROOT
@@ -37,6 +39,23 @@ def kill9(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait(30)
+
+
+def kill9_tree(proc: subprocess.Popen[bytes] | None) -> int:
+    """SIGKILL ``proc`` and every descendant at once, as when its container dies (tritonserver's Python-backend
+    stubs would otherwise outlive it, orphaned); the number of descendants killed."""
+    if proc is None or proc.poll() is not None:
+        return 0
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    kill9(proc)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=10)
+    return len(children)
 
 
 def terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30.0) -> None:
@@ -77,6 +96,7 @@ class RedisProcess:
 
     def start(self, timeout_s: float = 30.0) -> RedisProcess:
         """Start (on the same port and data as before, after a kill) and wait for PONG."""
+        self.directory = self.directory.resolve()  # redis-server chdirs to --dir before opening --logfile
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory)]
         args += ["--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--daemonize", "no"]
