@@ -125,11 +125,16 @@ class Recorder:
 
     sync: list[SyncResult] = field(default_factory=list)
     keys: list[JobKey] = field(default_factory=list)
+    submits: list[SyncResult] = field(default_factory=list)  # every POST /api/v1/jobs, retries included
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_sync(self, r: SyncResult) -> None:
         with self.lock:
             self.sync.append(r)
+
+    def add_submit(self, r: SyncResult) -> None:
+        with self.lock:
+            self.submits.append(r)
 
     def add_key(self, k: JobKey) -> None:
         with self.lock:
@@ -158,9 +163,9 @@ def summarise_sync(results: list[SyncResult]) -> str:
     return text
 
 
-def first_good_after(results: list[SyncResult], t: float) -> float | None:
-    """Seconds from ``t`` to the first 200 answered after it (None if none)."""
-    ends = [r.ended for r in results if r.status == "200" and r.ended >= t]
+def first_good_after(results: list[SyncResult], t: float, good: tuple[str, ...] = ("200",)) -> float | None:
+    """Seconds from ``t`` to the first answer in ``good`` after it (None if none)."""
+    ends = [r.ended for r in results if r.status in good and r.ended >= t]
     return min(ends) - t if ends else None
 
 
@@ -429,6 +434,8 @@ class PhaseReport:
     sync_all: str
     jobs: JobOutcome
     recovery_s: float | None
+    submits: str
+    job_recovery_s: float | None
     temp_files: list[int]
     rss_before: dict[str, float]
     rss_after: dict[str, float]
@@ -458,11 +465,17 @@ def run_phase(fault: str, stack: Stack, opts: Options) -> PhaseReport:
         sync_all=summarise_sync(load.rec.sync),
         jobs=judge_jobs(load.rec.keys, jobs),
         recovery_s=first_good_after(load.rec.sync, ended),
+        submits=summarise_sync(load.rec.submits),
+        job_recovery_s=first_good_after(load.rec.submits, ended, ("200", "202")),
         temp_files=[temp_files(g) for g in stack.gateways],
         rss_before=before,
         rss_after=rss(stack.pids()),
         fault_len_s=ended - began,
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:.1f} s"
 
 
 def format_report(r: PhaseReport) -> str:
@@ -478,8 +491,10 @@ def format_report(r: PhaseReport) -> str:
             f"{j.submitted} / {j.done} / {j.failed} / {j.lost} / {j.run_twice}"
             + (f"  (failed: {failures})" if failures else ""),
         ),
+        ("job POSTs, whole phase (resent with their key)", r.submits),
         ("jobs done after a retry / after a lease takeover", f"{j.retried} / {j.taken_over}"),
-        ("fault's end to first good verdict", "none" if r.recovery_s is None else f"{r.recovery_s:.1f} s"),
+        ("fault's end to first good verdict", _seconds(r.recovery_s)),
+        ("fault's end to first job accepted", _seconds(r.job_recovery_s)),
         ("temp files left (replica A, B)", ", ".join(map(str, r.temp_files))),
     ]
     for name in sorted(r.rss_before.keys() | r.rss_after.keys()):
