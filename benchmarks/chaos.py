@@ -59,6 +59,7 @@ class Options:
     drain_s: float
     sync_threads: int
     job_interval_s: float
+    job_max_attempts: int
     appendfsync: str
     logs_dir: Path
 
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--drain-s", type=float, default=90.0, help="longest wait for a phase's jobs to finish")
     p.add_argument("--sync-threads", type=int, default=2, help="threads sending sync predicts")
     p.add_argument("--job-interval-s", type=float, default=1.5, help="one job submitted every this often")
+    p.add_argument(
+        "--job-max-attempts", type=int, default=6, help="GATEWAY_JOB_MAX_ATTEMPTS (retries at 1, 2, 4, 8... s)"
+    )
     p.add_argument("--appendfsync", choices=("always", "everysec"), default="always", help="Redis AOF fsync")
     p.add_argument("--logs-dir", type=Path, default=Path("results/chaos"), help="process logs go here")
     a = p.parse_args(argv)
@@ -93,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         drain_s=a.drain_s,
         sync_threads=a.sync_threads,
         job_interval_s=a.job_interval_s,
+        job_max_attempts=a.job_max_attempts,
         appendfsync=a.appendfsync,
         logs_dir=a.logs_dir.resolve(),
     )
@@ -254,10 +259,14 @@ class Load:
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline:
             gw = self._next()
+            started = time.monotonic()
             try:
                 r = c.post(f"{gw.url}/api/v1/jobs", json={"url": k.url, **FAST}, headers={"Idempotency-Key": k.key})
             except httpx.HTTPError:
                 r = None
+            status = str(r.status_code) if r is not None else "conn"
+            retry_after = r is not None and "retry-after" in r.headers
+            self.rec.add_submit(SyncResult(started, time.monotonic(), status, retry_after))
             if r is not None and r.status_code in (200, 202):
                 k.ids.append([j["id"] for j in r.json()["jobs"]])
                 k.accepted_at = k.accepted_at or time.monotonic()
@@ -363,7 +372,7 @@ def chaos_stack(opts: Options) -> Iterator[Stack]:
             "GATEWAY_JOB_LEASE_S": str(opts.lease_s),
             "GATEWAY_JOB_WORKERS": "1",
             "GATEWAY_JOB_RETRY_BACKOFF_S": "1",
-            "GATEWAY_JOB_MAX_ATTEMPTS": "5",
+            "GATEWAY_JOB_MAX_ATTEMPTS": str(opts.job_max_attempts),
             "GATEWAY_JOB_POLL_INTERVAL_S": "0.25",
             "GATEWAY_QUEUE_TIMEOUT_S": "10",
             "GATEWAY_TWIN_RELOAD_INTERVAL_S": "0",
@@ -509,8 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
     print(
         f"chaos: faults {', '.join(opts.faults)}; phase {opts.phase_s:g} s, outage {opts.fault_s:g} s, hang "
-        f"{opts.hang_s:g} s, Triton timeout {opts.triton_timeout_s:g} s, lease {opts.lease_s:g} s; logs in "
-        f"{opts.logs_dir}",
+        f"{opts.hang_s:g} s; Triton timeout {opts.triton_timeout_s:g} s, job lease {opts.lease_s:g} s, job attempts "
+        f"{opts.job_max_attempts}, Redis appendfsync {opts.appendfsync}; logs in {opts.logs_dir}",
         flush=True,
     )
     with chaos_stack(opts) as stack:

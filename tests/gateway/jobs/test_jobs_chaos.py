@@ -80,7 +80,7 @@ def test_a_replica_killed_with_a_leased_job(
     env = {"REDIS_URL": redis_proc.url, "GATEWAY_JOB_LEASE_S": "3"}
     a = start_gateway("a", **env)
     b = start_gateway("b", **env)
-    slow = video_server.url("slow/4/face.mp4")
+    slow = video_server.url("slow/6/face.mp4")  # A is killed within these 6 s
     with httpx.Client(base_url=a.url, timeout=60) as ca, httpx.Client(base_url=b.url, timeout=60) as cb:
         ids = submit(ca, {"urls": [slow, slow], **FAST}, **{"Idempotency-Key": "chaos-kill"})
         victim = leased_by(redis_proc, a)
