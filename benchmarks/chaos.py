@@ -500,7 +500,7 @@ def format_report(r: PhaseReport) -> str:
             f"{j.submitted} / {j.done} / {j.failed} / {j.lost} / {j.run_twice}"
             + (f"  (failed: {failures})" if failures else ""),
         ),
-        ("job POSTs, whole phase (a key is resent after 503/conn, and once more after its 202)", r.submits),
+        ("job POSTs (a key resent after 503/conn and 202)", r.submits),
         ("jobs done after a retry / after a lease takeover", f"{j.retried} / {j.taken_over}"),
         ("fault's end to first good verdict", _seconds(r.recovery_s)),
         ("fault's end to first job accepted", _seconds(r.job_recovery_s)),
