@@ -23,6 +23,7 @@ help:
 	@echo "make perf-analyzer NVIDIA perf_analyzer against the ensemble (own venv .perf-venv/; not part of make test)"
 	@echo "make loadtest      Locust (headless) against a local stack it starts; LOADTEST_ARGS=... (loadtests/README.md)"
 	@echo "make soak          30 min of Locust at a steady rate: failures and RSS growth of every process (SOAK_ARGS=...)"
+	@echo "make chaos         faults under load, 2 gateway replicas + Redis + Triton: jobs lost, recovery, RSS (CHAOS_ARGS=...)"
 	@echo "make deploy-check  validate Dockerfiles, docker-compose.yml, k8s/ manifests and the served model repository"
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
@@ -40,7 +41,7 @@ export: install
 triton: export
 	$(PY) -m triton_runtime $(TRITON_ARGS)
 
-.PHONY: serve bench-gateway bench-provenance
+.PHONY: serve bench-gateway bench-provenance chaos
 serve: export
 	$(PY) -m gateway --with-triton
 
@@ -49,6 +50,11 @@ demo: export
 
 bench-gateway: export
 	$(PY) -m benchmarks.gateway_bench
+
+# Faults under load (benchmarks/chaos.py): kill -9 of Triton, Redis, a gateway replica; a frozen Triton. ~4 min.
+CHAOS_ARGS ?=
+chaos: system-deps export
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 bench-provenance: install  # C2PA read time, signed and unsigned 10 s clip
 	$(PY) -m benchmarks.provenance_bench

@@ -169,9 +169,10 @@ class CheckResult(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"] = Field(
-        description="ok; degraded: predictions are served but the Grad-CAM twin is not the served checkpoint "
-        "(verdicts without heatmaps); unavailable (503): Triton or the storage is not usable"
+    status: Literal["ok", "degraded"] = Field(
+        description="ok: every check passes; degraded: the gateway is up but a check fails (the code is 503 "
+        "when predictions cannot be served; 200 when only the job store is away or the Grad-CAM twin is not the "
+        "served checkpoint, i.e. verdicts without heatmaps)"
     )
     checks: dict[str, CheckResult]
 

@@ -20,6 +20,7 @@ from gateway.services.access.control import AccessControl
 from gateway.services.inference.gradcam import GradCamEngine
 from gateway.services.inference.triton import TritonService
 from gateway.services.intake.download import Downloader
+from gateway.services.intake.temp_files import TmpDirLock, claim_tmp_dir
 from gateway.services.intake.url_guard import Resolver, build_download_client, system_resolver
 from gateway.services.jobs.build import build_job_store
 from gateway.services.jobs.store import JobStore
@@ -51,6 +52,7 @@ class Services:
     access: AccessControl
     jobs: JobStore
     runner: JobRunner
+    tmp_lock: TmpDirLock
 
     @property
     def gradcam(self) -> GradCamEngine:
@@ -65,6 +67,7 @@ class Services:
         await self.jobs.close()
         await self.http.aclose()
         await self.triton.close()
+        self.tmp_lock.close()
 
 
 def load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamEngine, dict[str, Any]]:
@@ -81,7 +84,7 @@ def load_gradcam(settings: Settings, checkpoint: Path | None) -> tuple[GradCamEn
 
 async def build_services(settings: Settings, metrics: Metrics, resolver: Resolver = system_resolver) -> Services:
     """Every long-lived client, built once. ``resolver``: the download guard's DNS (tests inject their own)."""
-    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp_lock = claim_tmp_dir(settings.tmp_dir)  # and remove what a killed gateway left there
     triton = TritonService(settings.triton_grpc_url, settings.triton_timeout_s)
     twin = settings.checkpoint
     (gradcam, twin_metadata), identity = await asyncio.gather(
@@ -132,6 +135,7 @@ async def build_services(settings: Settings, metrics: Metrics, resolver: Resolve
         access=access,
         jobs=jobs,
         runner=runner,
+        tmp_lock=tmp_lock,
     )
 
 

@@ -325,3 +325,56 @@ def test_gateway_needs_api_keys_from_a_mounted_secret(target: str) -> None:
     assert Path(config["GATEWAY_API_KEYS_FILE"]).parent == Path(mount["mountPath"])
     open_paths = {"/api/v1/health", "/metrics"}
     assert {c[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} <= open_paths
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_gateway_drains_before_it_stops(target: str) -> None:
+    """docs/deploy.md, "Faults and recovery": preStop waits for the Service to drop the pod; the grace period covers
+    that wait and the longest prediction (download + slot wait + Triton deadlines); a job lease is set; the PDB
+    keeps a replica while another is drained."""
+    docs = rendered(target)
+    config = find(docs, "ConfigMap", GATEWAY)["data"]
+    deployment = find(docs, "Deployment", GATEWAY)
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    command = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and int(command[1]) > 0
+    longest_prediction = sum(
+        float(config[k]) for k in ("GATEWAY_DOWNLOAD_TIMEOUT_S", "GATEWAY_QUEUE_TIMEOUT_S", "GATEWAY_TRITON_TIMEOUT_S")
+    )
+    assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + longest_prediction
+    assert float(config["GATEWAY_JOB_LEASE_S"]) > 0
+    pdb = find(docs, "PodDisruptionBudget", GATEWAY)
+    assert pdb["spec"]["minAvailable"] >= 1 and deployment["spec"]["replicas"] > pdb["spec"]["minAvailable"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_redis_component_keeps_jobs_on_a_volume_with_aof(tmp_path: Path) -> None:
+    """components/redis: one Redis with AOF (fsync always or every second) on a PersistentVolumeClaim, and the
+    gateways' REDIS_URL pointing at its Service."""
+    folder = _user_kustomization(
+        tmp_path,
+        """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - K8S/overlays/gpu
+components:
+  - K8S/components/redis
+""",
+    )
+    docs = kustomize(folder)
+    validate_all(docs)
+    redis_set = find(docs, "StatefulSet", "deepfake-redis")
+    pod = redis_set["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    args = c["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] in ("always", "everysec")
+    data_dir = args[args.index("--dir") + 1]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == data_dir)
+    assert mount["name"] in {t["metadata"]["name"] for t in redis_set["spec"]["volumeClaimTemplates"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    host, port = find(docs, "ConfigMap", GATEWAY)["data"]["REDIS_URL"].removeprefix("redis://").split("/")[0].split(":")
+    service = find(docs, "Service", "deepfake-redis")
+    assert host == service["metadata"]["name"] and int(port) == service["spec"]["ports"][0]["port"]
+    assert service["spec"]["selector"].items() <= redis_set["spec"]["template"]["metadata"]["labels"].items()

@@ -31,6 +31,7 @@ import uvicorn
 
 from gateway.core.settings import Settings
 from gateway.main import create_app
+from gateway.services.intake.temp_files import LOCK_NAME
 from gateway.services.intake.url_guard import Resolver, system_resolver
 from triton_runtime.process import TritonProcess, free_port
 
@@ -293,8 +294,13 @@ def assert_error(response: httpx.Response, status: int, error_type: str) -> dict
 
 
 def tmp_files(server: GatewayServer) -> list[str]:
-    """Files left in the gateway's temp folder (must be none between requests)."""
-    return sorted(p.name for p in server.tmp_dir.iterdir()) if server.tmp_dir.exists() else []
+    """Files left in the gateway's temp folder (must be none between requests; its lock file is not one)."""
+    return temp_folder_files(server.tmp_dir)
+
+
+def temp_folder_files(tmp_dir: Path) -> list[str]:
+    """The entries of a gateway temp folder but the gateway's lock file."""
+    return sorted(p.name for p in tmp_dir.iterdir() if p.name != LOCK_NAME) if tmp_dir.exists() else []
 
 
 # --- Redis -------------------------------------------------------------------------------------------------------

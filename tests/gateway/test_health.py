@@ -21,6 +21,7 @@ def test_health_reports_each_check(client: httpx.Client, gateway: GatewayServer)
         "triton": True,
         "storage": True,
         "model": True,  # the Grad-CAM twin is the checkpoint Triton serves
+        "jobs": True,
     }
     model = body["checks"]["model"]
     assert model["served_sha256"] == model["grad_cam_sha256"] == checkpoint_digest(BUNDLED_CHECKPOINT)

@@ -1,5 +1,10 @@
-"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable: 200 when all are, else 503; the Grad-CAM twin
-is the checkpoint Triton serves: when not, 200 ``degraded`` with both digests) and ``GET /metrics`` (Prometheus)."""
+"""``GET /api/v1/health`` (gateway up, Triton ready, storage writable, job store reachable, the Grad-CAM twin the
+checkpoint Triton serves) and ``GET /metrics`` (Prometheus).
+
+Status ``ok`` when every check passes, else ``degraded``; the code is 503 when predictions cannot be served (Triton
+or storage down: a readiness probe takes the pod out of rotation), 200 otherwise (a job store that is away only
+stops the jobs API, which answers 503 itself meanwhile; a twin that is not the served checkpoint only turns the
+heatmaps off: the checks say which, with both digests)."""
 
 from __future__ import annotations
 
@@ -9,21 +14,22 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import MetricsDep, ModelDep, StorageDep, TritonDep
+from gateway.api.deps import JobStoreDep, MetricsDep, ModelDep, StorageDep, TritonDep
 from gateway.api.schemas import HealthResponse
+from gateway.services.jobs.store import JobStore
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.storage import Storage
 
 router = APIRouter(prefix="/api/v1", tags=["service"])
 metrics_router = APIRouter(tags=["service"])
 log = logging.getLogger("gateway.health")
+JOBS_PING_TIMEOUT_S = 2.0
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def health(triton: TritonDep, storage: StorageDep, model: ModelDep) -> JSONResponse:
-    """Each check with its verdict; the status code says whether the gateway can serve predictions (a twin that is
-    not the served checkpoint degrades them: verdicts without heatmaps)."""
-    triton_ok, storage_ok = await asyncio.gather(triton.ready(), _storage_ok(storage))
+async def health(triton: TritonDep, storage: StorageDep, jobs: JobStoreDep, model: ModelDep) -> JSONResponse:
+    """Each check with its verdict; the status code says whether the gateway can serve predictions."""
+    triton_ok, storage_ok, jobs_ok = await asyncio.gather(triton.ready(), _storage_ok(storage), _jobs_ok(jobs))
     checks = {
         "gateway": {"ok": True, "detail": "up"},
         "triton": {
@@ -35,9 +41,10 @@ async def health(triton: TritonDep, storage: StorageDep, model: ModelDep) -> JSO
             "detail": f"{storage.name}: " + ("writable" if storage_ok else "not writable"),
         },
         "model": _model_check(model),
+        "jobs": {"ok": jobs_ok, "detail": f"{jobs.name}: " + ("reachable" if jobs_ok else "unreachable")},
     }
     ok = triton_ok and storage_ok
-    status = "unavailable" if not ok else "ok" if checks["model"]["ok"] else "degraded"
+    status = "ok" if ok and jobs_ok and checks["model"]["ok"] else "degraded"
     body = HealthResponse.model_validate({"status": status, "checks": checks})
     return JSONResponse(body.model_dump(exclude_unset=True), status_code=200 if ok else 503)
 
@@ -68,6 +75,14 @@ def _model_check(model: ModelInfo) -> dict[str, object]:
         "served_sha256": model.served_sha256,
         "grad_cam_sha256": model.twin_sha256,
     }
+
+
+async def _jobs_ok(jobs: JobStore) -> bool:
+    """The store's ping, bounded (a Redis that hangs must not hang the probe)."""
+    try:
+        return await asyncio.wait_for(jobs.ping(), JOBS_PING_TIMEOUT_S)
+    except TimeoutError:
+        return False
 
 
 async def _storage_ok(storage: Storage) -> bool:
