@@ -18,7 +18,7 @@ import httpx
 import psutil
 import redis
 
-from gateway.core.settings import REPO_ROOT
+from deepfake_core.paths import REPO_ROOT
 from triton_runtime.process import free_port
 
 

@@ -517,7 +517,7 @@ def _octave_noise(frames: int, size: int) -> torch.Tensor:
     return out / out.std()
 
 
-def _calibrate_batchnorm(model: TemporalClassifier, frames: int = 4, size: int = 224) -> None:
+def _calibrate_batchnorm(model: TemporalClassifier, frames: int = 4, size: int = CROP_SIZE) -> None:
     """Set BatchNorm running statistics from random natural-like frames (call under a fixed seed).
 
     Freshly initialised BatchNorm layers have mean 0 / variance 1, so in eval mode an untrained EfficientNet's

@@ -51,7 +51,9 @@ MTCNN_KEY_STRIDE = 4  # the full cascade runs on every 4th sampled frame; O-Net 
 # highest of theirs (deepfake_core.faces.analysed_tracks has the rule that drops tiny and fleeting tracks).
 MAX_FACES = 4
 
-# Model identity reported with every verdict.
-MODEL_NAME = "deepfake_detector"
+# The model repository's names: the ensemble clients call (also the model name reported with every verdict) and
+# the classifier it runs (config names equal folder names).
+ENSEMBLE = "deepfake_detector"
+CLASSIFIER_MODEL = "temporal_classifier"
 UNTRAINED_VERSION = "untrained"
 UNTRAINED_SEED = 20240601

@@ -13,10 +13,10 @@ from typing import Any, Literal
 import numpy as np
 
 from deepfake_core import constants as C
+from deepfake_core.constants import ENSEMBLE
 
 Label = Literal["REAL", "FAKE", "NO_FACE"]  # a video's verdict (NO_FACE: no face in any analysed frame)
 
-ENSEMBLE = "deepfake_detector"
 VIDEO_INPUT = "VIDEO"
 NUM_FRAMES_INPUT = "NUM_FRAMES"
 # One row per analysed face track (most prominent first), which of them decided, how many people were not analysed.

@@ -19,7 +19,6 @@ from pathlib import Path
 from deepfake_core import constants as C
 from deepfake_core.paths import REPO_ROOT
 
-CLASSIFIER_MODEL = "temporal_classifier"
 PREFIX = "served."
 KEYS = (
     "version",

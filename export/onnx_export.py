@@ -80,7 +80,7 @@ STAMP_FILE = ".export-stamp.json"
 METADATA_FILE = "metadata.json"
 STAMP_FORMAT = "deepfake-export-stamp/1"
 FILE_MODE = 0o644  # mkstemp creates 0600 files; Triton (maybe another user in a container) must read them
-MODEL_NAMES = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "temporal_classifier")
+MODEL_NAMES = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", constants.CLASSIFIER_MODEL)
 
 _CORE_DIR = Path(deepfake_core.__file__).resolve().parent
 _CLASSIFIER_SOURCES = tuple(
@@ -202,7 +202,7 @@ def _check_checkpoint_metadata(metadata: dict[str, Any]) -> None:
 
 
 def _classifier_job(checkpoint: Path | None, quantize: bool = False) -> ExportJob:
-    name = "temporal_classifier"
+    name = constants.CLASSIFIER_MODEL
     rng = _rng(name)
     source = "untrained" if checkpoint is None else ckpt.checkpoint_digest(checkpoint)
     loaded: dict[str, Any] = {}
@@ -272,7 +272,7 @@ def _quantize_digest_parts() -> dict[str, str]:
 
 
 def _jobs(names: Sequence[str], checkpoint: Path | None, quantize: bool = False) -> list[ExportJob]:
-    return [_classifier_job(checkpoint, quantize) if n == "temporal_classifier" else _mtcnn_job(n) for n in names]
+    return [_classifier_job(checkpoint, quantize) if n == constants.CLASSIFIER_MODEL else _mtcnn_job(n) for n in names]
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_core.constants import CLASSIFIER_MODEL
 from deepfake_core.paths import MODEL_REPOSITORY
 from deepfake_core.preprocess import normalize_crops
 from export.quantize import (
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-repository", type=Path, default=MODEL_REPOSITORY)
     parser.add_argument("--out", type=Path, help="write the per-video scores here (JSON)")
     args = parser.parse_args(argv)
-    folder = args.model_repository / "temporal_classifier" / "1"
+    folder = args.model_repository / CLASSIFIER_MODEL / "1"
     fp32_path, int8_path = folder / "model.fp32.onnx", folder / "model.onnx"
     with tempfile.TemporaryDirectory(prefix="quantize-gate-") as tmp:
         if not fp32_path.exists():  # the export refused INT8 and serves float32: quantise it the same way here

@@ -21,7 +21,8 @@ from typing import Literal
 
 import uvicorn
 
-from gateway.core.settings import REPO_ROOT, Settings
+from deepfake_core.paths import REPO_ROOT
+from gateway.core.settings import Settings
 from gateway.main import create_app
 from triton_runtime.process import TritonProcess
 from triton_runtime.server import ServerOptions

@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 
+from deepfake_core.paths import REPO_ROOT
 from deepfake_core.sample_clip import face_video
 from gateway.__main__ import local_triton, triton_is_up
-from gateway.core.settings import REPO_ROOT
+from gateway.api import API_PREFIX
 
 DEMO_DIR = REPO_ROOT / "results" / "demo"
 DEFAULT_GATEWAY = "http://127.0.0.1:5050"
@@ -58,7 +59,7 @@ def serve_directory(directory: Path) -> Iterator[str]:
 def gateway_health(base_url: str) -> int | None:
     """The gateway's health status code, or None when nothing answers there."""
     try:
-        return httpx.get(f"{base_url}/api/v1/health", timeout=5).status_code
+        return httpx.get(f"{base_url}{API_PREFIX}/health", timeout=5).status_code
     except httpx.HTTPError:
         return None
 
@@ -158,15 +159,15 @@ def main(argv: list[str] | None = None) -> None:
             stack.enter_context(gateway_process(env, a.gateway, DEMO_DIR / "gateway.log"))
         base = stack.enter_context(serve_directory(video.parent))
         url = f"{base}/{video.name}"
-        print(f"POST {a.gateway}/api/v1/predict {{'url': '{url}'}}", flush=True)
+        print(f"POST {a.gateway}{API_PREFIX}/predict {{'url': '{url}'}}", flush=True)
         key = os.environ.get("DEEPFAKE_API_KEY")
         headers = {"X-API-Key": key} if key else {}
         with httpx.Client(base_url=a.gateway, timeout=300, headers=headers) as client:
-            r = client.post("/api/v1/predict", json={"url": url})
+            r = client.post(f"{API_PREFIX}/predict", json={"url": url})
             if r.status_code == 400 and r.json().get("error", {}).get("type") == "url_refused":
                 print("that gateway refuses loopback URLs (no GATEWAY_ALLOWED_HOSTS): uploading the file instead")
                 with video.open("rb") as f:
-                    r = client.post("/api/v1/predict/upload", files={"file": (video.name, f, "video/mp4")})
+                    r = client.post(f"{API_PREFIX}/predict/upload", files={"file": (video.name, f, "video/mp4")})
         body = r.json()
         if r.status_code == 401:
             sys.exit(f"{a.gateway} needs an API key: set DEEPFAKE_API_KEY (python -m gateway.keys create --name demo)")

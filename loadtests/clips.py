@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core.settings import REPO_ROOT
+from deepfake_core.paths import REPO_ROOT
 
 DEFAULT_CACHE = REPO_ROOT / "results" / "loadtest-clips"
 DEFAULT_MIX = "hd720:8,lowres:2,short:1,noface:1"

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from benchmarks.stack import LocalStack, local_stack
-from gateway.core.settings import REPO_ROOT
+from deepfake_core.paths import REPO_ROOT
 from loadtests.clips import DEFAULT_CACHE, DEFAULT_MIX, Clip, ensure_clips, parse_mix
 from loadtests.memory import MemoryWatch
 from loadtests.report import endpoint_stats, failure_messages, format_summary

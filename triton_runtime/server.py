@@ -18,6 +18,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepfake_core.constants import CLASSIFIER_MODEL
 from deepfake_core.paths import MODEL_REPOSITORY, REPO_ROOT
 
 DEFAULT_MODEL_REPOSITORY = MODEL_REPOSITORY
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = server_command(opts)
     except TritonNotInstalledError as exc:
         sys.exit(str(exc))
-    if not (opts.model_repository / "temporal_classifier" / "1" / "model.onnx").exists():
+    if not (opts.model_repository / CLASSIFIER_MODEL / "1" / "model.onnx").exists():
         print("warning: ONNX models are missing; run `make export` first", file=sys.stderr)
     print("starting:", " ".join(cmd), file=sys.stderr, flush=True)
     os.execve(cmd[0], cmd, server_env())

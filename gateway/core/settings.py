@@ -17,7 +17,6 @@ from deepfake_core import constants as C
 from deepfake_core.paths import BUNDLED_CHECKPOINT
 from gateway.services.storage import DEFAULT_CHUNK_SIZE, DEFAULT_FOLDER, DEFAULT_LARGE_THRESHOLD_BYTES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 1_000_000
 
 

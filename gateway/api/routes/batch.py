@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from gateway.api import API_PREFIX
 from gateway.api.deps import PredictorDep, RequestIdDep, SettingsDep, json_body
 from gateway.api.schemas import BatchItem, BatchRequest, BatchResponse, ErrorResponse
 from gateway.core.errors import GatewayError, InvalidRequest, error_body
 from gateway.services.prediction.predictor import Predictor
 
-router = APIRouter(prefix="/api/v1", tags=["predict"])
+router = APIRouter(prefix=API_PREFIX, tags=["predict"])
 
 
 @router.post(

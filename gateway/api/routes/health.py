@@ -14,13 +14,14 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from gateway.api import API_PREFIX
 from gateway.api.deps import JobStoreDep, MetricsDep, ModelDep, StorageDep, TritonDep
 from gateway.api.schemas import HealthResponse
 from gateway.services.jobs.store import JobStore
 from gateway.services.prediction.model_info import ModelInfo
 from gateway.services.storage import Storage
 
-router = APIRouter(prefix="/api/v1", tags=["service"])
+router = APIRouter(prefix=API_PREFIX, tags=["service"])
 metrics_router = APIRouter(tags=["service"])
 log = logging.getLogger("gateway.health")
 JOBS_PING_TIMEOUT_S = 2.0

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from deepfake_core import constants as C
-from gateway.api import stage_labels
+from gateway.api import API_PREFIX, stage_labels
 from gateway.api.deps import ModelDep, SettingsDep, StorageDep
 from gateway.api.schemas import InfoResponse
 
-router = APIRouter(prefix="/api/v1", tags=["service"])
+router = APIRouter(prefix=API_PREFIX, tags=["service"])
 
 
 @router.get("/info", response_model=InfoResponse)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from gateway.api import API_PREFIX
 from gateway.api.deps import JobRunnerDep, JobStoreDep, SettingsDep, json_body
 from gateway.api.schemas import ErrorResponse, JobResponse, JobsAccepted, JobsRequest
 from gateway.core.errors import InvalidRequest, JobsUnavailable, NotFound, Overloaded
@@ -20,7 +21,7 @@ from gateway.services.intake.url_guard import check_url
 from gateway.services.jobs.models import JobRecord, NewJob, fingerprint
 from gateway.services.jobs.store import IdempotencyConflict, JobStore, JobStoreError, QueueFull
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix=API_PREFIX, tags=["jobs"])
 
 EVENTS_MAX_S = 3600.0  # a stream ends after this; the client reconnects (EventSource does so by itself)
 HEARTBEAT_S = 10.0
@@ -86,7 +87,8 @@ async def create_jobs(
         runner.notify()
     records = [await _get(store, job_id) for job_id in ids]
     refs = [
-        {"id": r.id, "status": r.status.value, "url": r.request["url"], "href": f"/api/v1/jobs/{r.id}"} for r in records
+        {"id": r.id, "status": r.status.value, "url": r.request["url"], "href": f"{API_PREFIX}/jobs/{r.id}"}
+        for r in records
     ]
     headers = {"Location": refs[0]["href"]} if len(refs) == 1 else {}
     return JSONResponse({"jobs": refs}, status_code=202 if created else 200, headers=headers)

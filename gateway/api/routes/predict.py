@@ -11,11 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from deepfake_core import constants as C
+from gateway.api import API_PREFIX
 from gateway.api.deps import PredictorDep, RequestIdDep, read_json
 from gateway.api.schemas import ErrorResponse, PredictOptions, PredictRequest, PredictResponse
 from gateway.services.prediction.predictor import Predictor
 
-router = APIRouter(prefix="/api/v1", tags=["predict"])
+router = APIRouter(prefix=API_PREFIX, tags=["predict"])
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from gateway.api import API_PREFIX
 from gateway.api.deps import PipelineDep
 from gateway.api.stage_labels import label, timing_label
 from gateway.services.prediction.stages import Stage
@@ -43,6 +44,7 @@ _PAGE_HEADERS = {
 }
 
 router = APIRouter(tags=["web"])
+progress_router = APIRouter(prefix=API_PREFIX, tags=["web"])
 
 
 class _StaticFiles(StaticFiles):
@@ -76,8 +78,8 @@ async def index() -> HTMLResponse:
     return HTMLResponse(page(), headers=_PAGE_HEADERS)
 
 
-@router.get(
-    "/api/v1/progress/{progress_id}",
+@progress_router.get(
+    "/progress/{progress_id}",
     tags=["predict"],
     summary="Stage updates of a prediction (server-sent events)",
     response_class=StreamingResponse,
@@ -113,4 +115,5 @@ async def progress(
 def mount_web(app: FastAPI) -> None:
     """The page at ``/``, its files under ``/static``, and the progress stream."""
     app.include_router(router)
+    app.include_router(progress_router)
     app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")

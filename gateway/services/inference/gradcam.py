@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepfake_core import constants as C
 from deepfake_core.classifier import Classifier
 from gateway.services.inference.torchvision_compat import ensure_torchvision
 
@@ -73,7 +74,7 @@ class GradCamEngine:
         self._head = _HeadOnMaps(self.model).eval()
         self._lock = threading.Lock()
 
-    def compute_from_maps(self, maps: np.ndarray, present: np.ndarray, size: int = 224) -> np.ndarray:
+    def compute_from_maps(self, maps: np.ndarray, present: np.ndarray, size: int = C.CROP_SIZE) -> np.ndarray:
         """CAMs float32 ``[T, size, size]`` in [0, 1] from the served feature maps ``[T, C, h, w]``.
 
         Same Grad-CAM as the full twin's (gradient of the video logit weighting each frame's maps), through the head

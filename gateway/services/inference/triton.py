@@ -15,6 +15,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
+from deepfake_core.constants import CLASSIFIER_MODEL
 from deepfake_core.ensemble_contract import (
     ENSEMBLE,
     TRACK_MAPS_OUTPUT,
@@ -22,7 +23,7 @@ from deepfake_core.ensemble_contract import (
     clean_message,
     ensemble_request,
 )
-from deepfake_core.served_identity import CLASSIFIER_MODEL, ServedIdentity
+from deepfake_core.served_identity import ServedIdentity
 from gateway.core.errors import GatewayError, TritonUnavailable, UnsupportedVideo, UpstreamFailure, UpstreamTimeout
 
 log = logging.getLogger("gateway.triton")

@@ -57,7 +57,7 @@ class ModelInfo:
         same = served is not None and served.checkpoint_sha256 == twin_sha256
         checkpoint = twin_metadata if same or served is None else {}
         return cls(
-            name=C.MODEL_NAME,
+            name=C.ENSEMBLE,
             version=served.version if served else twin_version,
             threshold=served.threshold if served else C.DECISION_THRESHOLD,
             num_frames=int(checkpoint.get("num_frames", C.NUM_FRAMES)),

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfake_core import constants as C
 from deepfake_core.face_verdicts import video_verdict
 from deepfake_core.triton_glue import (
     bls_call,
@@ -23,7 +24,7 @@ from deepfake_core.triton_glue import (
     response,
 )
 
-CLASSIFIER = "temporal_classifier"
+CLASSIFIER = C.CLASSIFIER_MODEL
 CLASSIFIER_OUTPUTS = ["PROB_FAKE", "VIDEO_LOGIT", "FRAME_SCORES", "FEATURE_MAPS"]
 TRACK_INPUTS = ("FACES", "FACE_MASK", "FACE_BOXES", "LANDMARKS", "FACE_SCORES")
 

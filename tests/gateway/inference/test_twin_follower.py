@@ -18,8 +18,9 @@ import tritonclient.grpc as grpcclient
 
 from deepfake_core.checkpoint import checkpoint_digest, save_checkpoint
 from deepfake_core.classifier import untrained_classifier
+from deepfake_core.constants import CLASSIFIER_MODEL
 from deepfake_core.paths import BUNDLED_CHECKPOINT
-from deepfake_core.served_identity import CLASSIFIER_MODEL, ServedIdentity
+from deepfake_core.served_identity import ServedIdentity
 from export.onnx_export import export_models
 from tests.gateway.conftest import GatewayFactory, VideoServer
 from triton_runtime.process import TritonProcess
