@@ -31,11 +31,12 @@ import cv2
 import numpy as np
 
 from deepfake_core import constants as C
-from deepfake_core.face_tracking import track_faces
-from deepfake_core.faces import crop_faces, crop_region, main_face_track
+from deepfake_core.crop import crop_faces, crop_region
+from deepfake_core.decode import analysis_size, sample_video
+from deepfake_core.face_following import track_faces
+from deepfake_core.face_tracks import main_face_track
 from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets
 from deepfake_core.paths import MODEL_REPOSITORY
-from deepfake_core.video import analysis_size, sample_video
 from training.datasets import Sample, discover_all
 
 __all__ = ["DEFAULT_CACHE", "FaceClip", "FaceExtractor", "cache_clips", "onnx_nets", "torch_nets"]

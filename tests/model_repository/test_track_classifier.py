@@ -12,7 +12,7 @@ import pytest
 from clients.triton_client import DetectorClient
 from deepfake_core import constants as C
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
 from tests.media import face_video
 from tests.people_media import FIVE_PEOPLE, THREE_PEOPLE, TWO_PEOPLE, VISITOR, people_video
 from triton_runtime.process import TritonProcess

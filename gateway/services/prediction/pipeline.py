@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from deepfake_core.decode import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
 from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
 from gateway.services.inference.prefetch import FramePrefetch

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_core.video import VideoError, iter_video_frames, probe_video
+from deepfake_core.decode import VideoError, iter_video_frames, probe_video
 from gateway.services.inference.prefetch import FramePrefetch
 from gateway.services.inference.render import decode_format, render_overlay
 from tests.gateway.inference.test_render import FPS, FRAMES, HEIGHT, WIDTH, _frames, _result
