@@ -11,7 +11,7 @@ import pytest
 from deepfake_core.constants import CROP_SIZE
 from deepfake_core.decode import VideoError, evenly_spaced_indices, iter_video_frames
 from deepfake_core.ensemble_contract import DetectorResult
-from gateway.services.inference.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
+from gateway.services.overlay.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
 from tests.media import face_video, faceless_video
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 2.0
