@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.triton_bench import RESULTS, bench_clip
-from gateway.services.inference.render import measure_floor
+from gateway.services.overlay.render import measure_floor
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "medium")
 

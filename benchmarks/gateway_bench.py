@@ -36,7 +36,7 @@ def pct(values: list[float], q: float) -> float:
 
 def measure_floor_s(clip: Path, settings: Settings, runs: int) -> list[float]:
     """Decode + re-encode the clip with the overlay's encoder settings (render.measure_floor), ``runs`` times."""
-    from gateway.services.inference.render import measure_floor
+    from gateway.services.overlay.render import measure_floor
 
     times = []
     with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS) as tmp:

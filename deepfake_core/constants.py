@@ -30,7 +30,7 @@ ANALYSIS_MAX_SIDE = 1280
 VERDICT_DECODE_THREADS = 2
 DECODE_THREADS = 1
 
-# The videos the product accepts (deepfake_core.video.VideoLimits, the gateway's GATEWAY_MAX_* defaults, and
+# The videos the product accepts (deepfake_core.decode.VideoLimits, the gateway's GATEWAY_MAX_* defaults, and
 # video_decode's config.pbtxt, which tests/model_repository/test_config_values.py holds equal): DCI 4K frames,
 # at most 10 minutes and 36,000 frames (10 minutes at 60 fps). Longer videos would cost minutes of decoding.
 VIDEO_MAX_PIXELS = 4096 * 2160
@@ -48,7 +48,7 @@ MTCNN_ONET_PER_FRAME = 8  # R-Net candidates per frame passed to O-Net
 MTCNN_KEY_STRIDE = 4  # the full cascade runs on every 4th sampled frame; O-Net follows faces in between
 
 # Faces per video: the MAX_FACES most prominent face tracks are classified (one batch), the video's score is the
-# highest of theirs (deepfake_core.faces.analysed_tracks has the rule that drops tiny and fleeting tracks).
+# highest of theirs (deepfake_core.face_tracks.analysed_tracks has the rule that drops tiny and fleeting tracks).
 MAX_FACES = 4
 
 # The model repository's names: the ensemble clients call (also the model name reported with every verdict) and

@@ -53,10 +53,10 @@ class DetectorParams:
     # test fixtures; 24/8 leaves room for several people per frame.
     rnet_per_frame: int = C.MTCNN_RNET_PER_FRAME
     onet_per_frame: int = C.MTCNN_ONET_PER_FRAME
-    # face_tracking.track_faces: the full cascade on every key_stride-th frame, O-Net follows faces in between
+    # face_following.track_faces: the full cascade on every key_stride-th frame, O-Net follows faces in between
     # (1: the cascade on every frame).
     key_stride: int = C.MTCNN_KEY_STRIDE
-    # face_tracking.track_faces follows this many of the most prominent key-frame tracks between key frames: the
+    # face_following.track_faces follows this many of the most prominent key-frame tracks between key frames: the
     # faces that will be classified (MAX_FACES) and two runners-up, which may still overtake them over all frames.
     followed_tracks: int = C.MAX_FACES + 2
 

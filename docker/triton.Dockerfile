@@ -57,7 +57,7 @@ COPY deepfake_core/ deepfake_core/
 # numpy<2 (constraints.txt): the pinned release's Python backend works with NumPy 1.x and 2.x (pybind11 >= 2.12), and
 # NumPy 1.26 is what the local runtime (nvidia-pytriton's Triton 2.51 stub, NumPy 1.x only) and the tests run.
 RUN python3 -m pip install --no-cache-dir -c constraints.txt . \
-    && python3 -I -c "import numpy, av, cv2, deepfake_core.video, deepfake_core.mtcnn_cascade, deepfake_core.faces" \
+    && python3 -I -c "import numpy, av, cv2, deepfake_core.decode, deepfake_core.mtcnn_cascade, deepfake_core.face_tracks, deepfake_core.crop" \
     && rm -rf /opt/deepfake/*
 COPY --from=export --chown=1000:1000 /src/model_repository /models
 # The NGC image's non-root user triton-server is uid/gid 1000 (numeric, so Kubernetes can verify runAsNonRoot).

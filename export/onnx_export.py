@@ -84,7 +84,8 @@ MODEL_NAMES = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", constants.CLASSIFIER_MO
 
 _CORE_DIR = Path(deepfake_core.__file__).resolve().parent
 _CLASSIFIER_SOURCES = tuple(
-    _CORE_DIR / f for f in ("classifier.py", "checkpoint.py", "constants.py", "preprocess.py", "vit.py")
+    _CORE_DIR / f
+    for f in ("classifier.py", "efficientnet.py", "checkpoint.py", "constants.py", "preprocess.py", "vit.py")
 )
 
 Inputs = tuple[np.ndarray, ...]

@@ -1,7 +1,7 @@
 """Test media generated in code: face videos with ground-truth boxes, faceless videos, bad inputs.
 
 Nothing is downloaded: the face videos come from ``deepfake_core.sample_clip`` (the astronaut portrait bundled with
-scikit-image, encoded with PyAV), independently of ``deepfake_core.video`` so that the reader is tested against a
+scikit-image, encoded with PyAV), independently of ``deepfake_core.decode`` so that the reader is tested against a
 separate writer; this module adds faceless videos and the bad inputs.
 
 Containers and default codecs (chosen from the file suffix): ``.mp4``/``.mov``/``.mkv`` -> libx264 (yuv420p,

@@ -4,9 +4,11 @@
 
 Scores every video the way the service does: either through Triton (``--triton``: the ``deepfake_detector``
 ensemble, via ``clients.triton_client.DetectorClient``) or through the PyTorch twin on crops made by the same
-shared pipeline (``training.faces_cache``: ``sample_video`` -> MTCNN cascade on the served ONNX nets ->
-``main_face_track`` -> ``crop_faces``), with the checkpoint's ``num_frames`` frames. Both give the same numbers up
-to float rounding. Videos without any face score 0.5, as served.
+shared pipeline (``training.faces_cache.FaceExtractor.faces``: ``sample_video`` -> MTCNN cascade on the served ONNX
+nets -> ``analysed_tracks`` -> ``crop_faces``), with the checkpoint's ``num_frames`` frames. Like the ensemble, the
+twin scores every analysed face (up to ``MAX_FACES``, most prominent first) and the video's score is its deciding
+face's (``deepfake_core.face_verdicts.video_verdict``: the highest), so both give the same numbers up to float
+rounding. Videos without any face score 0.5, as served.
 
 Prints AUC, accuracy, precision, recall, F1, EER, log loss, average precision and the confusion matrix at the
 threshold (``--threshold``, else the checkpoint's); writes ``roc.png`` and ``per_video.csv`` under ``--out``.
@@ -199,16 +201,19 @@ class Scored:
 def twin_scorer(
     checkpoint: Path | None, cache: Path | None, self_blend_seed: int | None = None
 ) -> tuple[Callable[[Any], list[Scored]], dict[str, Any]]:
-    """Scorer with the PyTorch twin on the served pipeline's crops; returns (score(sample), metadata).
+    """Scorer with the PyTorch twin on the served pipeline's crops of every analysed face, combined as the ensemble
+    does (``video_verdict``); returns (score(sample), metadata).
 
     With ``self_blend_seed``, every real video also yields a self-blended fake (source "self-blend"; one seeded
-    blend per video, no other augmentation): how well the model finds the fakes it was trained on.
+    blend of its main face per video, the other faces left as they are, no other augmentation): how well the model
+    finds the fakes it was trained on.
     """
     import hashlib
 
     import torch
 
     from deepfake_core.checkpoint import load_or_untrained
+    from deepfake_core.face_verdicts import video_verdict
     from deepfake_core.preprocess import normalize_crops
     from training.faces_cache import FaceExtractor
     from training.self_blend import draw_params, self_blend_clip
@@ -216,26 +221,31 @@ def twin_scorer(
     model, metadata = load_or_untrained(checkpoint)
     extractor = FaceExtractor(int(metadata.get("num_frames", C.NUM_FRAMES)), cache)
 
-    def prob_fake(crops: np.ndarray, present: np.ndarray) -> float:
+    def prob_fake(crops: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """PROB_FAKE [F] of every face: crops [F, T, S, S, 3] uint8, present [F, T], one batch as the ensemble's."""
         faces = normalize_crops(crops)
         faces[~present] = 0.0
         with torch.inference_mode():
-            logit, _ = model(torch.from_numpy(faces)[None], torch.from_numpy(present.astype(np.float32))[None])
-        return float(torch.sigmoid(logit)[0])
+            logit, _ = model(torch.from_numpy(faces), torch.from_numpy(present.astype(np.float32)))
+        return torch.sigmoid(logit).numpy().astype(np.float64)
+
+    def scored(path: str, label: int, source: str, probs: np.ndarray, present: np.ndarray) -> Scored:
+        d = video_verdict(probs, present)
+        return Scored(path, label, source, float(probs[d]), int(present[d].sum()), present.shape[1])
 
     def score(sample: Any) -> list[Scored]:
-        clip = extractor(sample)
-        found, frames = int(clip.present.sum()), len(clip.present)
-        out = [
-            Scored(str(sample.path), sample.label, sample.source, prob_fake(clip.crops, clip.present), found, frames)
-        ]
-        if self_blend_seed is not None and sample.label == 0 and clip.present.any():
+        clips = extractor.faces(sample)
+        crops = np.stack([clip.crops for clip in clips])
+        present = np.stack([clip.present for clip in clips])
+        probs = prob_fake(crops, present)
+        out = [scored(str(sample.path), sample.label, sample.source, probs, present)]
+        main = clips[0]
+        if self_blend_seed is not None and sample.label == 0 and main.present.any():
             key = int(hashlib.sha256(str(sample.path).encode()).hexdigest()[:8], 16)
             params = draw_params(np.random.default_rng([self_blend_seed, key]))
-            blended, _ = self_blend_clip(clip.crops, clip.landmarks, clip.present, params)
-            out.append(
-                Scored(f"{sample.path}#self-blend", 1, "self-blend", prob_fake(blended, clip.present), found, frames)
-            )
+            blended, _ = self_blend_clip(main.crops, main.landmarks, main.present, params)
+            crops[0] = blended
+            out.append(scored(f"{sample.path}#self-blend", 1, "self-blend", prob_fake(crops, present), present))
         return out
 
     return score, metadata

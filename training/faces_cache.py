@@ -3,7 +3,8 @@
 Exactly what Triton does per video (``video_decode`` -> ``face_detector`` -> ``face_crop``), with the same shared
 code: ``sample_video`` (T evenly spaced frames at analysis resolution), ``track_faces`` (the MTCNN cascade on key
 frames, O-Net following faces in between; nets run with ONNX Runtime on the very
-``model_repository/mtcnn_*/1/model.onnx`` files Triton serves, or the torch nets), ``main_face_track`` and
+``model_repository/mtcnn_*/1/model.onnx`` files Triton serves, or the torch nets), ``main_face_track`` (training:
+the main face) or ``analysed_tracks`` (``FaceExtractor.faces``, evaluation: every face Triton analyses) and
 ``crop_faces``. Training and evaluation read the uint8 crops from the cache, so an
 epoch never re-detects faces and the classifier sees the crops serving would give it.
 
@@ -12,7 +13,9 @@ Extras that serving doesn't have: side-by-side composites are cut to one panel b
 
 Cache entry: ``<cache>/<sha256 of file bytes + pipeline settings>.npz`` holding ``crops [T,224,224,3] uint8``,
 ``present [T] bool``, ``landmarks [T,5,2] float32`` (in crop pixels), ``boxes [T,4]`` (frame pixels),
-``scores [T]``. ``python -m training.faces_cache --data DIR [DIR ...] --cache DIR`` fills a cache ahead of time.
+``scores [T]``; an entry of every face holds them stacked (``[F, T, ...]``).
+``python -m training.faces_cache --data DIR [DIR ...] --cache DIR`` fills a cache ahead of time (the main tracks
+that training reads; evaluation adds its every-face entries).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import cv2
 import numpy as np
 
 from deepfake_core import constants as C
-from deepfake_core.face_tracking import track_faces
-from deepfake_core.faces import crop_faces, crop_region, main_face_track
-from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets
+from deepfake_core.crop import crop_faces, crop_region
+from deepfake_core.decode import analysis_size, sample_video
+from deepfake_core.face_following import track_faces
+from deepfake_core.face_tracks import FaceTrack, analysed_tracks, main_face_track
+from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets
 from deepfake_core.paths import MODEL_REPOSITORY
-from deepfake_core.video import analysis_size, sample_video
 from training.datasets import Sample, discover_all
 
 __all__ = ["DEFAULT_CACHE", "FaceClip", "FaceExtractor", "cache_clips", "onnx_nets", "torch_nets"]
@@ -164,7 +168,9 @@ class FaceExtractor:
                 self._nets = torch_nets()
         return self._nets
 
-    def key(self, sample: Sample) -> str:
+    def key(self, sample: Sample, faces: int | None = None) -> str:
+        """The cache entry's name: file content and pipeline settings (``faces``: every analysed face, at most that
+        many; None: the main track)."""
         digest = hashlib.sha256()
         with open(sample.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -176,18 +182,22 @@ class FaceExtractor:
             "params": repr(self.params),
             "crop": [C.CROP_SIZE, C.CROP_MARGIN, C.ANALYSIS_MAX_SIDE],
         }
+        if faces is not None:
+            settings["faces"] = faces
         digest.update(json.dumps(settings, sort_keys=True).encode())
         return digest.hexdigest()[:32]
 
-    def extract(self, sample: Sample) -> FaceClip:
-        """Run the pipeline (no cache)."""
+    def _detections(self, sample: Sample) -> tuple[np.ndarray, list[FrameFaces]]:
+        """The sampled frames (one panel of a composite; a photo's one frame) and the faces found on each."""
         if sample.is_image:
             frames = _read_image(sample.path)
         else:
             frames = sample_video(str(sample.path), self.num_frames, C.ANALYSIS_MAX_SIDE).frames
         frames = _cut_panel(frames, sample.panel)
-        found = track_faces(frames, self.nets, self.params)
-        track = main_face_track(found)
+        return frames, track_faces(frames, self.nets, self.params)
+
+    @staticmethod
+    def _clip(frames: np.ndarray, track: FaceTrack) -> FaceClip:
         return FaceClip(
             crops=crop_faces(frames, track.boxes, track.present),
             present=track.present,
@@ -195,6 +205,19 @@ class FaceExtractor:
             boxes=track.boxes,
             scores=track.scores,
         )
+
+    def extract(self, sample: Sample) -> FaceClip:
+        """Run the pipeline (no cache): the main face track's clip."""
+        frames, found = self._detections(sample)
+        return self._clip(frames, main_face_track(found))
+
+    def extract_faces(self, sample: Sample, max_faces: int = C.MAX_FACES) -> list[FaceClip]:
+        """Run the pipeline (no cache) for every analysed face, as Triton's face_detector chooses them
+        (``analysed_tracks``): most prominent first (the first is ``extract``'s main track), one clip each; one empty
+        clip (no face in any frame) when none was found, as the ensemble's one empty row."""
+        frames, found = self._detections(sample)
+        tracks = analysed_tracks(found, max_faces).tracks or [main_face_track(found)]
+        return [self._clip(frames, track) for track in tracks]
 
     def __call__(self, sample: Sample) -> FaceClip:
         if self.cache_dir is None:
@@ -208,6 +231,28 @@ class FaceExtractor:
         clip = self.extract(sample)
         clip.save(path)
         return clip
+
+    def faces(self, sample: Sample, max_faces: int = C.MAX_FACES) -> list[FaceClip]:
+        """``extract_faces``, cached (one entry holding the clips stacked, ``[F, ...]`` per field)."""
+        if self.cache_dir is None:
+            return self.extract_faces(sample, max_faces)
+        path = self.cache_dir / f"{self.key(sample, max_faces)}.npz"
+        if path.exists():
+            try:
+                return _unstack(FaceClip.load(path))
+            except Exception:  # noqa: BLE001 - a damaged entry is recomputed
+                path.unlink(missing_ok=True)
+        clips = self.extract_faces(sample, max_faces)
+        FaceClip(**{k: np.stack([getattr(c, k) for c in clips]) for k in FaceClip.__dataclass_fields__}).save(path)
+        return clips
+
+
+def _unstack(stacked: FaceClip) -> list[FaceClip]:
+    """Clips stacked ``[F, ...]`` per field -> F clips."""
+    return [
+        FaceClip(**{k: getattr(stacked, k)[i] for k in FaceClip.__dataclass_fields__})
+        for i in range(len(stacked.present))
+    ]
 
 
 def cache_clips(

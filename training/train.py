@@ -47,7 +47,8 @@ from torch import nn
 
 from deepfake_core import constants as C
 from deepfake_core.checkpoint import save_checkpoint
-from deepfake_core.classifier import BACKBONES, TemporalClassifier, build_classifier
+from deepfake_core.classifier import TemporalClassifier, build_classifier
+from deepfake_core.efficientnet import BACKBONES
 from deepfake_core.preprocess import normalize_crops
 from training.augment import AugmentConfig, augment_clip
 from training.datasets import Sample, discover_all, group_split, originals

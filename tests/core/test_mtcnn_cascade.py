@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
 from deepfake_core.mtcnn_cascade import (
     DetectorParams,
     MtcnnNets,

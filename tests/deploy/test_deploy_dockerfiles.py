@@ -292,11 +292,11 @@ def in_context(rel: str) -> bool:
 
 
 def test_dockerignore_semantics() -> None:
-    assert in_context("deepfake_core/video.py") and in_context("model_repository/face_crop/1/model.py")
+    assert in_context("deepfake_core/decode.py") and in_context("model_repository/face_crop/1/model.py")
     assert in_context("model_repository/mtcnn_pnet/configs/gpu.pbtxt")
     assert not in_context("model_repository/mtcnn_pnet/1/model.onnx"), "the image exports its own ONNX files"
     assert not in_context("model_repository/temporal_classifier/1/metadata.json")
-    assert not in_context("deepfake_core/__pycache__/video.cpython-311.pyc")
+    assert not in_context("deepfake_core/__pycache__/decode.cpython-311.pyc")
     for private in (".venv/bin/python", ".git/config", "data/x.mp4", "results/a.json", "tests/media.py"):
         assert not in_context(private), private
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
 from tests.gateway.conftest import FPS, GatewayServer, VideoServer, tmp_files
 from triton_runtime.server import DEFAULT_MODEL_REPOSITORY
 

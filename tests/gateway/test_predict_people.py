@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
 from tests.gateway.conftest import GatewayServer, VideoServer
 from tests.gateway.jobs.jobs_helpers import wait_job
 from tests.gateway.test_predict import fetch_output, read_video

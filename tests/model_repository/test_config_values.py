@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from deepfake_core import constants as C
+from deepfake_core.decode import VideoLimits
 from deepfake_core.mtcnn_cascade import DetectorParams
-from deepfake_core.video import VideoLimits
 from gateway.core.settings import Settings
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"

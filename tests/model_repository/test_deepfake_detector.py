@@ -13,7 +13,7 @@ import torch
 from clients.triton_client import DetectorClient, VideoRejectedError
 from deepfake_core.classifier import TemporalClassifier
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
 from deepfake_core.preprocess import normalize_crops
 from tests.media import bad_inputs, face_video, faceless_video
 from triton_runtime.process import TritonProcess

@@ -3,6 +3,7 @@ two, three and five people (tests/people_media.py), one who enters and leaves, a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from clients.triton_client import DetectorClient
 from deepfake_core import constants as C
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.faces import iou
+from deepfake_core.face_tracks import iou
+from deepfake_core.paths import BUNDLED_CHECKPOINT
 from tests.media import face_video
 from tests.people_media import FIVE_PEOPLE, THREE_PEOPLE, TWO_PEOPLE, VISITOR, people_video
 from triton_runtime.process import TritonProcess
@@ -28,16 +30,16 @@ def client(triton: TritonProcess) -> Iterator[DetectorClient]:
 
 
 @pytest.fixture(scope="module")
-def answers(
-    client: DetectorClient, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, tuple[DetectorResult, Truth]]:
-    """Each clip's answer over gRPC (every verdict output and the deciding face's crops) and its true boxes."""
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Truth]]:
+    """Each clip's file and its true boxes."""
     d = tmp_path_factory.mktemp("people")
-    out = {}
-    for name, people in CLIPS.items():
-        truth = people_video(d / f"{name}.mp4", people)
-        out[name] = (client.detect((d / f"{name}.mp4").read_bytes(), with_crops=True), truth)
-    return out
+    return {name: (d / f"{name}.mp4", people_video(d / f"{name}.mp4", people)) for name, people in CLIPS.items()}
+
+
+@pytest.fixture(scope="module")
+def answers(client: DetectorClient, clips: dict[str, tuple[Path, Truth]]) -> dict[str, tuple[DetectorResult, Truth]]:
+    """Each clip's answer over gRPC (every verdict output and the deciding face's crops) and its true boxes."""
+    return {name: (client.detect(path.read_bytes(), with_crops=True), truth) for name, (path, truth) in clips.items()}
 
 
 def same_person(result: DetectorResult, k: int, person: list[tuple[float, float, float, float] | None]) -> bool:
@@ -148,3 +150,28 @@ def test_faceless_video_has_no_faces(client: DetectorClient, tmp_path: Path) -> 
     assert not result.face_found and result.prob_fake == 0.5
     assert result.track_has_face is not None and not result.track_has_face.any()
     assert result.to_json()["faces"] == [] and result.to_json()["deciding_face"] is None
+
+
+def test_the_evaluation_scores_every_face_as_triton_does(
+    triton: TritonProcess, model_repository: Path, clips: dict[str, tuple[Path, Truth]], answers: dict
+) -> None:
+    """training.evaluate's twin path scores every analysed face and takes the deciding face's score, as the ensemble
+    does: on the two-people clip that is the smaller, altered face, not the main one."""
+    from training import evaluate
+    from training.datasets import Sample
+
+    meta = json.loads((model_repository / "temporal_classifier" / "1" / "metadata.json").read_text())
+    checkpoint = BUNDLED_CHECKPOINT if meta.get("checkpoint_sha256") else None
+    twin, _ = evaluate.twin_scorer(checkpoint, cache=None)
+    served, _ = evaluate.triton_scorer(triton.grpc_url, checkpoint)
+    twin_scores = {}
+    for name in ("two", "three"):
+        sample = Sample(clips[name][0], 1, name, "people")
+        [by_twin], [by_triton] = twin(sample), served(sample)
+        assert by_twin.prob_fake == pytest.approx(by_triton.prob_fake, abs=0.01), name
+        assert (by_twin.frames_with_face, by_twin.frames) == (by_triton.frames_with_face, by_triton.frames), name
+        twin_scores[name] = by_twin.prob_fake
+    result, _ = answers["two"]
+    assert result.deciding_face == 1 and result.track_prob_fake is not None
+    assert twin_scores["two"] == pytest.approx(float(result.track_prob_fake[1]), abs=0.01)  # the altered face's
+    assert twin_scores["two"] > float(result.track_prob_fake[0]) + 0.01  # not the main face's

@@ -1,2 +1,2 @@
-"""Inference on the served model and what explains it: the Triton client, Grad-CAM on the PyTorch twin (kept in
-step with the served checkpoint), and the overlay video."""
+"""Inference on the served model and what explains it: the Triton client and Grad-CAM on the PyTorch twin (kept in
+step with the served checkpoint). The overlay video is gateway/services/overlay/."""

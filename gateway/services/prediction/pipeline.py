@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from deepfake_core.decode import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.video import VideoError, VideoInfo, VideoLimits, VideoTooLargeError, probe_video
 from gateway.api.schemas import PredictResponse
 from gateway.core.errors import GatewayError, TooLarge, UnsupportedVideo
 from gateway.core.settings import Settings
-from gateway.services.inference.prefetch import FramePrefetch
-from gateway.services.inference.render import decode_format, render_overlay
 from gateway.services.inference.triton import TritonService
 from gateway.services.intake.sniff import sniff_file
 from gateway.services.intake.temp_files import new_temp_path, removing
 from gateway.services.metrics import Metrics
+from gateway.services.overlay.prefetch import FramePrefetch
+from gateway.services.overlay.render import decode_format, render_overlay
 from gateway.services.prediction.progress import ProgressTracker
 from gateway.services.prediction.served_model import ModelState, ServedModel
 from gateway.services.prediction.stages import Stage, StageClock

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_core.faces import crop_faces
+from deepfake_core.crop import crop_faces
 from deepfake_core.preprocess import normalize_crops
 from deepfake_core.triton_glue import input_array, invalid_argument, response
 

@@ -1,6 +1,6 @@
-"""face_detector: MTCNN on the key frames of every batched request, O-Net following faces in between, then the
-analysed face tracks (deepfake_core.face_tracking, deepfake_core.faces.analysed_tracks): up to `max_faces` of them,
-most prominent first, one row each.
+"""face_detector: MTCNN on the key frames of every batched request, O-Net following faces in between
+(deepfake_core.face_following), then the analysed face tracks (deepfake_core.face_tracks.analysed_tracks): up to
+`max_faces` of them, most prominent first, one row each.
 
 P-Net, R-Net and O-Net are the ONNX models mtcnn_pnet/rnet/onet, called through BLS; frames of the same size from
 all requests in the batch go through each network together.
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from deepfake_core import constants as C
-from deepfake_core.face_tracking import track_faces
-from deepfake_core.faces import FaceTrack, analysed_tracks
+from deepfake_core.face_following import track_faces
+from deepfake_core.face_tracks import FaceTrack, analysed_tracks
 from deepfake_core.mtcnn_cascade import DetectorParams, FrameFaces, MtcnnNets
 from deepfake_core.triton_glue import (
     bls_call,

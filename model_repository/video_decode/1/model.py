@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from deepfake_core import constants as C
+from deepfake_core.decode import VideoError, VideoLimits, sample_video
 from deepfake_core.triton_glue import input_array, invalid_argument, model_parameters, response
-from deepfake_core.video import VideoError, VideoLimits, sample_video
 
 
 class TritonPythonModel:

@@ -13,7 +13,7 @@ from skimage import data
 
 from deepfake_core.checkpoint import load_or_untrained
 from deepfake_core.constants import CROP_MARGIN, CROP_SIZE
-from deepfake_core.faces import crop_face
+from deepfake_core.crop import crop_face
 from gateway.services.inference import torchvision_compat
 from tests.gateway.inference.gradcam_reference import ReferenceGradCam, cam_peak
 
@@ -174,7 +174,7 @@ def test_cams_from_served_feature_maps_equal_cams_from_crops() -> None:
     from skimage.data import astronaut
 
     from deepfake_core.checkpoint import load_or_untrained
-    from deepfake_core.faces import crop_face
+    from deepfake_core.crop import crop_face
     from deepfake_core.preprocess import normalize_crops
 
     model, _ = load_or_untrained(None)
@@ -200,7 +200,7 @@ def test_vit_twin_cams_from_maps_and_from_crops() -> None:
     from skimage.data import astronaut
 
     from deepfake_core.classifier import VIT_ARCH, build_classifier
-    from deepfake_core.faces import crop_face
+    from deepfake_core.crop import crop_face
     from deepfake_core.preprocess import normalize_crops
 
     model = build_classifier(VIT_ARCH, pretrained=True).eval()

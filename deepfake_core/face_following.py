@@ -9,14 +9,14 @@ O-Net sees every followed face there (same threshold) and each refined box overl
 wrong guess costs time, never a wrong box.
 
 On the 10 s 720p benchmark clip (T=32) the cascade runs on 9 frames instead of 32 (detection CPU 0.60 -> 0.21 s);
-tests/core/test_face_tracking.py measures the accuracy cost (box IoU against detecting on every frame).
+tests/core/test_face_following.py measures the accuracy cost (box IoU against detecting on every frame).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from deepfake_core.faces import iou, link_tracks
+from deepfake_core.face_tracks import iou, link_tracks
 from deepfake_core.mtcnn_cascade import (
     DetectorParams,
     FrameFaces,

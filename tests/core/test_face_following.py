@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfake_core import face_tracking
-from deepfake_core.face_tracking import key_frames, track_faces
-from deepfake_core.faces import iou, main_face_track
+from deepfake_core import face_following
+from deepfake_core.face_following import key_frames, track_faces
+from deepfake_core.face_tracks import iou, main_face_track
 from deepfake_core.mtcnn_cascade import DetectorParams, MtcnnNets, detect_faces
 from tests.media import face_frames
 
@@ -42,13 +42,13 @@ def test_the_cascade_runs_on_the_key_frames_only_when_following_works(
 ) -> None:
     frames, _ = _clip(640, 360)
     cascaded: list[int] = []
-    real = face_tracking.detect_scaled
+    real = face_following.detect_scaled
 
     def counting(images: np.ndarray, *args: object) -> object:
         cascaded.append(len(images))
         return real(images, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(face_tracking, "detect_scaled", counting)
+    monkeypatch.setattr(face_following, "detect_scaled", counting)
     track_faces(frames, nets, DetectorParams(key_stride=4))
     assert cascaded == [9, 0]  # frames 0, 4, ..., 28 and 31; no fallback on a smoothly moving face
     cascaded.clear()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_core.video import iter_video_frames
+from deepfake_core.decode import iter_video_frames
 
 __all__ = ["FramePrefetch"]
 

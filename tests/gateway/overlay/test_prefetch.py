@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_core.video import VideoError, iter_video_frames, probe_video
-from gateway.services.inference.prefetch import FramePrefetch
-from gateway.services.inference.render import decode_format, render_overlay
-from tests.gateway.inference.test_render import FPS, FRAMES, HEIGHT, WIDTH, _frames, _result
+from deepfake_core.decode import VideoError, iter_video_frames, probe_video
+from gateway.services.overlay.prefetch import FramePrefetch
+from gateway.services.overlay.render import decode_format, render_overlay
+from tests.gateway.overlay.test_render import FPS, FRAMES, HEIGHT, WIDTH, _frames, _result
 from tests.media import faceless_video
 
 FRAME_BYTES = WIDTH * HEIGHT * 3 // 2  # I420 at the source size (the overlay keeps a 360p video as it is)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from deepfake_core.constants import CROP_SIZE
+from deepfake_core.decode import VideoError, evenly_spaced_indices, iter_video_frames
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.video import VideoError, evenly_spaced_indices, iter_video_frames
-from gateway.services.inference.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
+from gateway.services.overlay.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
 from tests.media import face_video, faceless_video
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 2.0
@@ -257,7 +257,7 @@ def test_drawing_on_i420_matches_drawing_on_rgb(clip: tuple[Path, np.ndarray, li
     """The I420 path converts only the box and banner regions: same picture as drawing on the RGB frame."""
     import cv2
 
-    from deepfake_core.video import i420_planes
+    from deepfake_core.decode import i420_planes
 
     path, boxes, frames = clip
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)

@@ -12,7 +12,7 @@ What each output frame shows (analysed frame = one of the T frames Triton looked
 - the face box of the analysed frame nearest in time; between two analysed frames that both have a face the
   box is linearly interpolated, so it follows the face; near an analysed frame without a face, no box;
 - the Grad-CAM map of that nearest analysed frame, mapped through the (interpolated) face's crop region exactly
-  as the crop was cut (``deepfake_core.faces.crop_region``) and alpha-blended (jet) INSIDE the face box only;
+  as the crop was cut (``deepfake_core.crop.crop_region``) and alpha-blended (jet) INSIDE the face box only;
 - the box outline coloured by that frame's score (green = real, yellow = the threshold, red = fake);
 - a banner at the top: verdict, video probability of FAKE and the current frame's score (of the deciding face);
 - with several analysed faces (issue 14), every face gets its own box, coloured by its own scores, and its own
@@ -33,17 +33,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfake_core.crop import crop_region
+from deepfake_core.decode import VideoInfo, analysis_size, i420_planes, iter_video_frames, pack_i420, probe_video
+from deepfake_core.encode import H264Writer
 from deepfake_core.ensemble_contract import DetectorResult
-from deepfake_core.faces import crop_region
-from deepfake_core.video import (
-    H264Writer,
-    VideoInfo,
-    analysis_size,
-    i420_planes,
-    iter_video_frames,
-    pack_i420,
-    probe_video,
-)
 
 __all__ = ["HEATMAP_ALPHA", "RenderStats", "measure_floor", "output_size", "render_overlay", "score_colour"]
 
@@ -406,7 +399,7 @@ def render_overlay(
     ``result``: Triton's answer (boxes in original pixels); ``cams``: ``[T, h, w]`` Grad-CAM maps in [0, 1] of
     the analysed frames in ``result``'s order (the deciding face's), or ``[F, T, h, w]`` one row per analysed track
     (every face's), or None for no heatmap; ``label``: REAL, FAKE or NO_FACE (NO_FACE:
-    banner only). ``max_side`` limits the shorter side. Raises ``deepfake_core.video.VideoError`` for an
+    banner only). ``max_side`` limits the shorter side. Raises ``deepfake_core.decode.VideoError`` for an
     unreadable source; a partial output is deleted.
     """
     start = time.perf_counter()
