@@ -36,21 +36,13 @@ def pct(values: list[float], q: float) -> float:
 
 def measure_floor_s(clip: Path, settings: Settings, runs: int) -> list[float]:
     """Decode + re-encode the clip with the overlay's encoder settings (render.measure_floor), ``runs`` times."""
-    from gateway.services.overlay.render import measure_floor
+    from gateway.services.overlay.render import OverlayEncoding, measure_floor
 
     times = []
     with tempfile.TemporaryDirectory(prefix="floor-", dir=RESULTS) as tmp:
         for i in range(runs):
             out = Path(tmp) / f"floor-{i}.mp4"
-            times.append(
-                measure_floor(
-                    clip,
-                    out,
-                    max_side=settings.output_max_side,
-                    preset=settings.encoder_preset,
-                    crf=settings.crf,
-                )
-            )
+            times.append(measure_floor(clip, out, OverlayEncoding.from_settings(settings)))
             out.unlink(missing_ok=True)
     return times
 

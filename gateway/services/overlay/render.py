@@ -37,6 +37,7 @@ from deepfake_core.crop import crop_region
 from deepfake_core.decode import VideoInfo, analysis_size, i420_planes, iter_video_frames, pack_i420, probe_video
 from deepfake_core.encode import H264Writer
 from deepfake_core.ensemble_contract import DetectorResult
+from gateway.core.settings import Settings
 
 __all__ = ["HEATMAP_ALPHA", "RenderStats", "measure_floor", "output_size", "render_overlay", "score_colour"]
 
@@ -103,18 +104,32 @@ def decode_format(info: VideoInfo, max_side: int) -> tuple[int, str]:
     return longer, pixel_format
 
 
-def measure_floor(
-    source: str | Path, destination: str | Path, *, max_side: int = 720, preset: str = "ultrafast", crf: int = 23
-) -> float:
+@dataclass(frozen=True)
+class OverlayEncoding:
+    """How the overlay video is encoded: its shorter side at most ``max_side``, libx264 ``preset`` and ``crf``.
+    The defaults live only in ``Settings`` (GATEWAY_OUTPUT_MAX_SIDE, GATEWAY_ENCODER_PRESET, GATEWAY_CRF)."""
+
+    max_side: int
+    preset: str
+    crf: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OverlayEncoding:
+        return cls(settings.output_max_side, settings.encoder_preset, settings.crf)
+
+
+def measure_floor(source: str | Path, destination: str | Path, encoding: OverlayEncoding) -> float:
     """Seconds to decode ``source`` and encode it again with the overlay's settings and no drawing (the floor).
 
     Frames go from the decoder to the encoder as I420, scaled when needed, without any colour conversion: the
     cheapest decode + re-encode there is (the overlay converts only the pixels it draws on)."""
     start = time.perf_counter()
     info = probe_video(source)
-    out_w, out_h, longer, pixel_format = _output_frames(info, max_side)
+    out_w, out_h, longer, pixel_format = _output_frames(info, encoding.max_side)
     with ExitStack() as stack:
-        writer = stack.enter_context(H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf))
+        writer = stack.enter_context(
+            H264Writer(destination, out_w, out_h, _rate(info.fps), preset=encoding.preset, crf=encoding.crf)
+        )
         for _, _, pixels in iter_video_frames(source, longer, pixel_format=pixel_format):
             if pixel_format == "yuv420p":
                 writer.write_i420(pixels)
@@ -384,27 +399,25 @@ def render_overlay(
     *,
     label: str,
     threshold: float,
-    max_side: int = 720,
-    preset: str = "ultrafast",
-    crf: int = 23,
+    encoding: OverlayEncoding,
     info: VideoInfo | None = None,
     frames: Iterable[tuple[int, float, np.ndarray]] | None = None,
 ) -> RenderStats:
     """Write the overlay video of ``source`` to ``destination`` (H.264 yuv420p mp4, faststart).
 
     ``info``: the source's ``probe_video`` result when the caller already has it (probed here otherwise).
-    ``frames``: the source's decoded frames at ``decode_format(info, max_side)`` when the caller decoded ahead
+    ``frames``: the source's decoded frames at ``decode_format(info, encoding.max_side)`` when the caller decoded ahead
     (``prefetch.FramePrefetch``); decoded here otherwise.
 
     ``result``: Triton's answer (boxes in original pixels); ``cams``: ``[T, h, w]`` Grad-CAM maps in [0, 1] of
     the analysed frames in ``result``'s order (the deciding face's), or ``[F, T, h, w]`` one row per analysed track
     (every face's), or None for no heatmap; ``label``: REAL, FAKE or NO_FACE (NO_FACE:
-    banner only). ``max_side`` limits the shorter side. Raises ``deepfake_core.decode.VideoError`` for an
+    banner only). ``encoding.max_side`` limits the shorter side. Raises ``deepfake_core.decode.VideoError`` for an
     unreadable source; a partial output is deleted.
     """
     start = time.perf_counter()
     info = info or probe_video(source)
-    out_w, out_h, longer, pixel_format = _output_frames(info, max_side)
+    out_w, out_h, longer, pixel_format = _output_frames(info, encoding.max_side)
     i420 = pixel_format == "yuv420p"
     src_w = result.width if result.width > 0 else info.width
     src_h = result.height if result.height > 0 else info.height
@@ -416,7 +429,7 @@ def render_overlay(
         for index, _, pixels in frames:
             if writer is None:
                 writer = stack.enter_context(
-                    H264Writer(destination, out_w, out_h, _rate(info.fps), preset=preset, crf=crf)
+                    H264Writer(destination, out_w, out_h, _rate(info.fps), preset=encoding.preset, crf=encoding.crf)
                 )
                 overlay = _Overlay(result, cams, label, threshold, out_w / src_w, out_h / src_h, out_w, out_h)
             assert overlay is not None

@@ -29,7 +29,7 @@ from gateway.services.intake.sniff import sniff_file
 from gateway.services.intake.temp_files import new_temp_path, removing
 from gateway.services.metrics import Metrics
 from gateway.services.overlay.prefetch import FramePrefetch
-from gateway.services.overlay.render import decode_format, render_overlay
+from gateway.services.overlay.render import OverlayEncoding, decode_format, render_overlay
 from gateway.services.prediction.progress import ProgressTracker
 from gateway.services.prediction.served_model import ModelState, ServedModel
 from gateway.services.prediction.stages import Stage, StageClock
@@ -241,9 +241,7 @@ class Pipeline:
                         cams,
                         label=label,
                         threshold=model.info.threshold,
-                        max_side=s.output_max_side,
-                        preset=s.encoder_preset,
-                        crf=s.crf,
+                        encoding=OverlayEncoding.from_settings(s),
                         info=info,
                         frames=prefetch.frames() if prefetch is not None else None,
                     )

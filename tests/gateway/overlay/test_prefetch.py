@@ -11,7 +11,7 @@ import pytest
 from deepfake_core.decode import VideoError, iter_video_frames, probe_video
 from gateway.services.overlay.prefetch import FramePrefetch
 from gateway.services.overlay.render import decode_format, render_overlay
-from tests.gateway.overlay.test_render import FPS, FRAMES, HEIGHT, WIDTH, _frames, _result
+from tests.gateway.overlay.test_render import ENCODING, FPS, FRAMES, HEIGHT, WIDTH, _frames, _result
 from tests.media import faceless_video
 
 FRAME_BYTES = WIDTH * HEIGHT * 3 // 2  # I420 at the source size (the overlay keeps a 360p video as it is)
@@ -78,11 +78,19 @@ def test_an_overlay_from_prefetched_frames_equals_one_decoded_while_rendering(vi
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
     plain, ahead = tmp_path / "plain.mp4", tmp_path / "ahead.mp4"
     info = probe_video(video)
-    render_overlay(video, plain, result, None, label="FAKE", threshold=0.5, info=info)
+    render_overlay(video, plain, result, None, label="FAKE", threshold=0.5, encoding=ENCODING, info=info)
     longer, pixel_format = decode_format(info, 720)
     with FramePrefetch(video, longer, pixel_format, max_bytes=9 * FRAME_BYTES) as prefetch:
         stats = render_overlay(
-            video, ahead, result, None, label="FAKE", threshold=0.5, info=info, frames=prefetch.frames()
+            video,
+            ahead,
+            result,
+            None,
+            label="FAKE",
+            threshold=0.5,
+            encoding=ENCODING,
+            info=info,
+            frames=prefetch.frames(),
         )
     assert stats.frames == FRAMES
     a, b = _frames(plain), _frames(ahead)

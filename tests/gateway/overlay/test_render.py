@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -11,10 +12,19 @@ import pytest
 from deepfake_core.constants import CROP_SIZE
 from deepfake_core.decode import VideoError, evenly_spaced_indices, iter_video_frames
 from deepfake_core.ensemble_contract import DetectorResult
-from gateway.services.overlay.render import _Overlay, measure_floor, output_size, render_overlay, score_colour
+from gateway.core.settings import Settings
+from gateway.services.overlay.render import (
+    OverlayEncoding,
+    _Overlay,
+    measure_floor,
+    output_size,
+    render_overlay,
+    score_colour,
+)
 from tests.media import face_video, faceless_video
 
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 25, 2.0
+ENCODING = OverlayEncoding.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]  # Settings' defaults
 FRAMES = round(FPS * SECONDS)
 T = 8
 BANNER_ROWS = 40  # the banner is ~22 px at 360p; leave a margin
@@ -131,7 +141,7 @@ def test_overlay_video_format_and_content(clip: tuple[Path, np.ndarray, list[np.
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
     cams = np.repeat(_blob()[None], T, axis=0)
     out = tmp_path / "overlay.mp4"
-    stats = render_overlay(source, out, result, cams, label="FAKE", threshold=0.5)
+    stats = render_overlay(source, out, result, cams, label="FAKE", threshold=0.5, encoding=ENCODING)
 
     assert (stats.frames, stats.fps, stats.width, stats.height) == (FRAMES, FPS, WIDTH, HEIGHT)
     assert _probe(out) == ("h264", "yuv420p", FRAMES, FPS, WIDTH, HEIGHT)
@@ -150,7 +160,7 @@ def test_heatmap_off_keeps_the_face_and_draws_box_and_banner(
     source, boxes, source_frames = clip
     out = tmp_path / "no_heatmap.mp4"
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
-    stats = render_overlay(source, out, result, None, label="REAL", threshold=0.5)
+    stats = render_overlay(source, out, result, None, label="REAL", threshold=0.5, encoding=ENCODING)
     assert stats.frames == FRAMES
     inside, far, banner = _diffs(source_frames, out, result)
     assert max(inside) < 6, inside  # no heatmap: the face is only re-encoded (seen: <= 3.6; detailed texture)
@@ -170,7 +180,7 @@ def test_no_face_renders_the_banner_only(tmp_path: Path) -> None:
     result = _result(np.zeros((count, 4)), count, FPS, WIDTH, HEIGHT, face=False)
     cams = np.zeros((T, CROP_SIZE, CROP_SIZE), np.float32)
     out = tmp_path / "no_face.mp4"
-    stats = render_overlay(source, out, result, cams, label="NO_FACE", threshold=0.5)
+    stats = render_overlay(source, out, result, cams, label="NO_FACE", threshold=0.5, encoding=ENCODING)
     assert stats.frames == count
     for got, want in zip(_frames(out), _frames(source), strict=True):
         diff = np.abs(got.astype(np.int16) - want.astype(np.int16)).mean(axis=2)
@@ -184,7 +194,9 @@ def test_max_side_limits_the_shorter_side(tmp_path: Path) -> None:
     result = _result(boxes, len(boxes), FPS, 1280, 720)
     cams = np.repeat(_blob()[None], T, axis=0)[: len(result.frame_indices)]
     out = tmp_path / "small.mp4"
-    stats = render_overlay(source, out, result, cams, label="FAKE", threshold=0.5, max_side=360)
+    stats = render_overlay(
+        source, out, result, cams, label="FAKE", threshold=0.5, encoding=replace(ENCODING, max_side=360)
+    )
     assert (stats.width, stats.height, stats.frames) == (640, 360, len(boxes))
     assert _probe(out)[2:] == (len(boxes), FPS, 640, 360)
     # Boxes are scaled with the frame: the heatmap lands on the face at half size.
@@ -243,13 +255,15 @@ def test_score_colours() -> None:
 def test_floor_and_bad_source(clip: tuple[Path, np.ndarray, list[np.ndarray]], tmp_path: Path) -> None:
     source, boxes, _ = clip
     floor = tmp_path / "floor.mp4"
-    assert measure_floor(source, floor, max_side=720) > 0
+    assert measure_floor(source, floor, ENCODING) > 0
     assert _probe(floor) == ("h264", "yuv420p", FRAMES, FPS, WIDTH, HEIGHT)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video" * 100)
     out = tmp_path / "never.mp4"
     with pytest.raises(VideoError):
-        render_overlay(bad, out, _result(boxes, FRAMES, FPS, WIDTH, HEIGHT), None, label="REAL", threshold=0.5)
+        render_overlay(
+            bad, out, _result(boxes, FRAMES, FPS, WIDTH, HEIGHT), None, label="REAL", threshold=0.5, encoding=ENCODING
+        )
     assert not out.exists()
 
 
@@ -286,7 +300,7 @@ def test_an_odd_sized_video_takes_the_rgb_path(tmp_path: Path) -> None:
     src = tmp_path / "odd.mp4"
     boxes = np.asarray(face_video(src, width=322, height=182, fps=FPS, seconds=1.0), np.float64)
     result = _result(boxes, round(FPS), FPS, 322, 182)
-    stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", threshold=0.5)
+    stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", threshold=0.5, encoding=ENCODING)
     assert (stats.width, stats.height) == (322, 182) and stats.frames == round(FPS)
 
 
