@@ -23,8 +23,9 @@ __all__ = ["H264Writer"]
 class H264Writer:
     """Writes RGB frames to an H.264 (libx264, yuv420p) mp4 with ``movflags=+faststart`` (browsers play it).
 
-    ``with H264Writer(path, width, height, fps, preset="ultrafast", crf=23) as w: w.write(rgb)``. yuv420p needs even sizes: an odd width
-    or height is PADDED by one pixel (the last column/row repeated), so no pixel of the input is lost and box
+    ``with H264Writer(path, width, height, fps, preset="ultrafast", crf=23) as w: w.write(rgb)`` (the caller
+    chooses the encoding: the gateway's comes from its Settings). yuv420p needs even sizes: an odd width or height
+    is PADDED by one pixel (the last column/row repeated), so no pixel of the input is lost and box
     coordinates stay valid; ``w.width``/``w.height`` are the encoded size. The rate is ``fps`` as an exact
     fraction (29.97 -> 30000/1001); pass a ``Fraction`` (e.g. a source stream's ``average_rate``) to keep it
     exact. Every written frame is encoded (constant rate, no drops). On an exception inside the ``with``
