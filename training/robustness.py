@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,7 +75,7 @@ def pick_clips(data: FoldData, held_by: dict[int, int], per_label: int) -> list[
     for label in (0, 1):
         buckets: dict[tuple[str, int], list[int]] = {}
         for i, (s, u, c) in enumerate(zip(data.samples, data.units, data.clips, strict=True)):
-            if u.root == "dataset_clips" and s.label == label and not s.is_image and c.present.any():
+            if i in held_by and u.root == "dataset_clips" and s.label == label and not s.is_image and c.present.any():
                 buckets.setdefault((u.family + u.domain, held_by[i]), []).append(i)
         queues = [sorted(v, key=lambda i: data.units[i].path) for _, v in sorted(buckets.items())]
         picked: list[int] = []
@@ -169,18 +170,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     data = load_fold_data(args.data, args.cache)
     held_by = {int(i): f for f, held in enumerate(split_folds(data, args.folds, args.repeat)) for i in held}
-    chosen = pick_clips(data, held_by, args.clips)
-    candidates: dict[str, dict[int, TemporalClassifier]] = {}
     trained = {}
     for f in range(args.folds):
-        model, _ = load_checkpoint(args.folds_dir / f"r{args.repeat}f{f}.pt")
+        path = args.folds_dir / f"r{args.repeat}f{f}.pt"
+        if not path.exists():  # a run in progress: measure the folds there are
+            print(f"{path.name} is not there (fold not trained yet): its held-out clips are left out", file=sys.stderr)
+            continue
+        model, _ = load_checkpoint(path)
         assert isinstance(model, TemporalClassifier)
         trained[f] = model.float().eval()
+    if not trained:
+        raise SystemExit(f"no trained fold in {args.folds_dir}")
+    held_by = {i: f for i, f in held_by.items() if f in trained}
+    chosen = pick_clips(data, held_by, args.clips)
+    candidates: dict[str, dict[int, TemporalClassifier]] = {}
     candidates["trained (its fold's model)"] = trained
     if args.baseline:
         bundled, _ = load_checkpoint(BUNDLED_CHECKPOINT)
         assert isinstance(bundled, TemporalClassifier)
-        candidates["bundled"] = dict.fromkeys(range(args.folds), bundled.float().eval())
+        candidates["bundled"] = dict.fromkeys(trained, bundled.float().eval())
     reencoded = reencoded_clips(data, chosen, args.crf)
     results = {
         name: measure(data, chosen, models, held_by, reencoded, args.crf, args.frames)

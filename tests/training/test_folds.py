@@ -115,6 +115,16 @@ def test_folds_train_score_resume_and_report(dataset: Path, tiny_checkpoint: Pat
         assert 0 <= result[key]["flips"] <= 4
     assert any(row["crf40"] != row["score"] for row in result["rows"])  # the re-encode was really scored
 
+    # a run in progress (fold 2 not trained yet): its held-out clips are left out, the others measured
+    (out / "r0f2.pt").rename(tmp_path / "r0f2.pt")
+    robust = ["--data", str(dataset), "--folds-dir", str(out), "--folds", "3", "--clips", "3", "--crf", "40"]
+    assert robustness.main([*robust, "--frames", "3", "--cache", str(tmp_path / "cache")]) == 0
+    partial = json.loads((out / "robustness.json").read_text())["trained (its fold's model)"]
+    data = load_fold_data([dataset], tmp_path / "cache", num_frames=4)
+    fold2 = {str(data.samples[i].path) for i in split_folds(data, 3, repeat=0)[2]}
+    assert len(fold2) == 2 and partial["clips"] == 4  # 3 of each asked: all of folds 0 and 1, none of fold 2
+    assert not fold2 & {row["path"] for row in partial["rows"]}
+
 
 def test_grey_level_views_move_every_face_pixel_by_one_at_most() -> None:
     crops = np.full((2, 8, 8, 3), 100, np.uint8)
