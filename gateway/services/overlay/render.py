@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfake_core import constants as C
 from deepfake_core.crop import crop_region
 from deepfake_core.decode import VideoInfo, analysis_size, i420_planes, iter_video_frames, pack_i420, probe_video
 from deepfake_core.encode import H264Writer
@@ -146,7 +147,6 @@ class _Overlay:
         result: DetectorResult,
         cams: np.ndarray | None,
         label: str,
-        threshold: float,
         scale_x: float,
         scale_y: float,
         out_w: int,
@@ -160,7 +160,7 @@ class _Overlay:
                 if k != result.deciding_face:
                     face_cams = None if per_track is None else per_track[k]
                     face = _track_result(result, k)
-                    self.others.append(_Overlay(face, face_cams, label, threshold, scale_x, scale_y, out_w, out_h))
+                    self.others.append(_Overlay(face, face_cams, label, scale_x, scale_y, out_w, out_h))
         if per_track is not None:
             cams = per_track[result.deciding_face]
         self.indices = np.asarray(result.frame_indices, dtype=np.int64).reshape(-1)
@@ -178,7 +178,7 @@ class _Overlay:
         self.indices, self.has_face = self.indices[order], self.has_face[order]
         self.boxes, self.scores = self.boxes[order], self.scores[order]
         self.cam_rows = order  # cams stay in the caller's order; row of each sorted slot
-        self.label, self.prob, self.threshold = label, float(result.prob_fake), threshold
+        self.label, self.prob = label, float(result.prob_fake)
         self.scale = np.array([scale_x, scale_y, scale_x, scale_y])
         self.out_w, self.out_h = out_w, out_h
         self.thickness = max(2, round(min(out_w, out_h) / 180))
@@ -292,7 +292,7 @@ class _Overlay:
             roi = canvas[y1 - oy : y2 - oy, x1 - ox : x2 - ox]
             patch = self._heat_patch(slot, box, rect)
             cv2.addWeighted(roi, 1.0 - HEATMAP_ALPHA, patch, HEATMAP_ALPHA, 0.0, dst=roi)
-        colour = score_colour(self.scores[slot], self.threshold)
+        colour = score_colour(self.scores[slot], C.DECISION_THRESHOLD)  # served scores are folded to 0.5
         cv2.rectangle(canvas, (x1 - ox, y1 - oy), (x2 - 1 - ox, y2 - 1 - oy), colour, self.thickness, cv2.LINE_8)
 
     def _draw_banner(self, strip: np.ndarray, slot: int, has_box: bool) -> None:
@@ -398,7 +398,6 @@ def render_overlay(
     cams: np.ndarray | None,
     *,
     label: str,
-    threshold: float,
     encoding: OverlayEncoding,
     info: VideoInfo | None = None,
     frames: Iterable[tuple[int, float, np.ndarray]] | None = None,
@@ -431,7 +430,7 @@ def render_overlay(
                 writer = stack.enter_context(
                     H264Writer(destination, out_w, out_h, _rate(info.fps), preset=encoding.preset, crf=encoding.crf)
                 )
-                overlay = _Overlay(result, cams, label, threshold, out_w / src_w, out_h / src_h, out_w, out_h)
+                overlay = _Overlay(result, cams, label, out_w / src_w, out_h / src_h, out_w, out_h)
             assert overlay is not None
             if i420:
                 overlay.draw_i420(pixels, index)

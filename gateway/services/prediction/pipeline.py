@@ -118,7 +118,7 @@ class Pipeline:
                     credentials = self.provenance.read_beside(job.source)  # never raises, bounded in time
                     result = await self._infer(job)
                 cams = await self._gradcam(job, result, model)
-                provenance, verdict = await self._verdict(job, credentials, result, model)
+                provenance, verdict = await self._verdict(job, credentials, result)
                 output_url = await self._render_and_store(
                     job, result, cams, verdict.predicted_class, info, model, prefetch
                 )
@@ -139,17 +139,16 @@ class Pipeline:
         job: PredictJob,
         credentials: asyncio.Task[tuple[dict[str, Any], str | None]],
         result: DetectorResult,
-        model: ModelState,
     ) -> tuple[dict[str, Any], provenance_policy.Verdict]:
         """The C2PA summary (an ``errors`` entry when it could not be read) and the verdict: the detector's class
         and confidence, then the credentials' policy. Nothing after this decides the class again."""
         provenance, error = await credentials
         if error is not None:
             job.errors.append({"stage": "provenance", "type": "credentials_unreadable", "message": error})
-        threshold = model.info.threshold
+        # Served scores have their checkpoint's threshold folded in (make export): 0.5 decides, by construction.
         verdict = provenance_policy.decide(
-            result.predicted_class(threshold),
-            result.confidence_percent(threshold),
+            result.predicted_class(),
+            result.confidence_percent(),
             provenance,
             self.settings.c2pa_override,
         )
@@ -240,7 +239,6 @@ class Pipeline:
                         result,
                         cams,
                         label=label,
-                        threshold=model.info.threshold,
                         encoding=OverlayEncoding.from_settings(s),
                         info=info,
                         frames=prefetch.frames() if prefetch is not None else None,
@@ -269,7 +267,7 @@ class Pipeline:
         heatmap: bool,
         model: ModelState,
     ) -> PredictResponse:
-        evidence = result.evidence_json(model.info.threshold)
+        evidence = result.evidence_json()
         total = time.perf_counter() - job.started
         return PredictResponse.model_validate(
             {

@@ -78,7 +78,7 @@ def test_an_overlay_from_prefetched_frames_equals_one_decoded_while_rendering(vi
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
     plain, ahead = tmp_path / "plain.mp4", tmp_path / "ahead.mp4"
     info = probe_video(video)
-    render_overlay(video, plain, result, None, label="FAKE", threshold=0.5, encoding=ENCODING, info=info)
+    render_overlay(video, plain, result, None, label="FAKE", encoding=ENCODING, info=info)
     longer, pixel_format = decode_format(info, 720)
     with FramePrefetch(video, longer, pixel_format, max_bytes=9 * FRAME_BYTES) as prefetch:
         stats = render_overlay(
@@ -87,7 +87,6 @@ def test_an_overlay_from_prefetched_frames_equals_one_decoded_while_rendering(vi
             result,
             None,
             label="FAKE",
-            threshold=0.5,
             encoding=ENCODING,
             info=info,
             frames=prefetch.frames(),

@@ -87,7 +87,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, li
 
 def _drawn_boxes(result: DetectorResult, count: int) -> list[np.ndarray | None]:
     """The face box the renderer uses for each frame (carried/interpolated; checked in test_box_carrying...)."""
-    overlay = _Overlay(result, None, "REAL", 0.5, 1.0, 1.0, result.width, result.height)
+    overlay = _Overlay(result, None, "REAL", 1.0, 1.0, result.width, result.height)
     return [overlay.state(i)[1] for i in range(count)]
 
 
@@ -141,7 +141,7 @@ def test_overlay_video_format_and_content(clip: tuple[Path, np.ndarray, list[np.
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
     cams = np.repeat(_blob()[None], T, axis=0)
     out = tmp_path / "overlay.mp4"
-    stats = render_overlay(source, out, result, cams, label="FAKE", threshold=0.5, encoding=ENCODING)
+    stats = render_overlay(source, out, result, cams, label="FAKE", encoding=ENCODING)
 
     assert (stats.frames, stats.fps, stats.width, stats.height) == (FRAMES, FPS, WIDTH, HEIGHT)
     assert _probe(out) == ("h264", "yuv420p", FRAMES, FPS, WIDTH, HEIGHT)
@@ -160,7 +160,7 @@ def test_heatmap_off_keeps_the_face_and_draws_box_and_banner(
     source, boxes, source_frames = clip
     out = tmp_path / "no_heatmap.mp4"
     result = _result(boxes, FRAMES, FPS, WIDTH, HEIGHT)
-    stats = render_overlay(source, out, result, None, label="REAL", threshold=0.5, encoding=ENCODING)
+    stats = render_overlay(source, out, result, None, label="REAL", encoding=ENCODING)
     assert stats.frames == FRAMES
     inside, far, banner = _diffs(source_frames, out, result)
     assert max(inside) < 6, inside  # no heatmap: the face is only re-encoded (seen: <= 3.6; detailed texture)
@@ -180,7 +180,7 @@ def test_no_face_renders_the_banner_only(tmp_path: Path) -> None:
     result = _result(np.zeros((count, 4)), count, FPS, WIDTH, HEIGHT, face=False)
     cams = np.zeros((T, CROP_SIZE, CROP_SIZE), np.float32)
     out = tmp_path / "no_face.mp4"
-    stats = render_overlay(source, out, result, cams, label="NO_FACE", threshold=0.5, encoding=ENCODING)
+    stats = render_overlay(source, out, result, cams, label="NO_FACE", encoding=ENCODING)
     assert stats.frames == count
     for got, want in zip(_frames(out), _frames(source), strict=True):
         diff = np.abs(got.astype(np.int16) - want.astype(np.int16)).mean(axis=2)
@@ -194,9 +194,7 @@ def test_max_side_limits_the_shorter_side(tmp_path: Path) -> None:
     result = _result(boxes, len(boxes), FPS, 1280, 720)
     cams = np.repeat(_blob()[None], T, axis=0)[: len(result.frame_indices)]
     out = tmp_path / "small.mp4"
-    stats = render_overlay(
-        source, out, result, cams, label="FAKE", threshold=0.5, encoding=replace(ENCODING, max_side=360)
-    )
+    stats = render_overlay(source, out, result, cams, label="FAKE", encoding=replace(ENCODING, max_side=360))
     assert (stats.width, stats.height, stats.frames) == (640, 360, len(boxes))
     assert _probe(out)[2:] == (len(boxes), FPS, 640, 360)
     # Boxes are scaled with the frame: the heatmap lands on the face at half size.
@@ -234,7 +232,7 @@ def test_box_carrying_and_interpolation() -> None:
         width=100,
         height=100,
     )
-    overlay = _Overlay(result, None, "FAKE", 0.5, 1.0, 1.0, 100, 100)
+    overlay = _Overlay(result, None, "FAKE", 1.0, 1.0, 100, 100)
     slot, box = overlay.state(0)  # before the first analysed frame: its box, carried
     assert slot == 0 and box is not None and np.allclose(box, boxes[0])
     slot, box = overlay.state(12)  # between two faces: interpolated, nearest frame's slot
@@ -261,9 +259,7 @@ def test_floor_and_bad_source(clip: tuple[Path, np.ndarray, list[np.ndarray]], t
     bad.write_bytes(b"not a video" * 100)
     out = tmp_path / "never.mp4"
     with pytest.raises(VideoError):
-        render_overlay(
-            bad, out, _result(boxes, FRAMES, FPS, WIDTH, HEIGHT), None, label="REAL", threshold=0.5, encoding=ENCODING
-        )
+        render_overlay(bad, out, _result(boxes, FRAMES, FPS, WIDTH, HEIGHT), None, label="REAL", encoding=ENCODING)
     assert not out.exists()
 
 
@@ -281,8 +277,8 @@ def test_drawing_on_i420_matches_drawing_on_rgb(clip: tuple[Path, np.ndarray, li
     yuv = yuvs[0]
     rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
     untouched = yuv.copy()
-    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, WIDTH, HEIGHT).draw(rgb, k)
-    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, WIDTH, HEIGHT).draw_i420(yuv, k)
+    _Overlay(result, cams, "FAKE", 1.0, 1.0, WIDTH, HEIGHT).draw(rgb, k)
+    _Overlay(result, cams, "FAKE", 1.0, 1.0, WIDTH, HEIGHT).draw_i420(yuv, k)
     # What the RGB path hands the encoder is that frame subsampled to yuv420p: compare with that.
     encoded_rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)
     diff = np.abs(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420).astype(np.int16) - encoded_rgb.astype(np.int16))
@@ -300,7 +296,7 @@ def test_an_odd_sized_video_takes_the_rgb_path(tmp_path: Path) -> None:
     src = tmp_path / "odd.mp4"
     boxes = np.asarray(face_video(src, width=322, height=182, fps=FPS, seconds=1.0), np.float64)
     result = _result(boxes, round(FPS), FPS, 322, 182)
-    stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", threshold=0.5, encoding=ENCODING)
+    stats = render_overlay(src, tmp_path / "out.mp4", result, None, label="REAL", encoding=ENCODING)
     assert (stats.width, stats.height) == (322, 182) and stats.frames == round(FPS)
 
 
@@ -333,14 +329,14 @@ def test_every_face_gets_its_box_in_its_own_colour_and_its_own_heatmap() -> None
     cams[0] = _blob()  # only the first face's map is hot
     blank = np.full((size, size, 3), 128, np.uint8)
     plain = blank.copy()
-    _Overlay(result, None, "FAKE", 0.5, 1.0, 1.0, size, size).draw(plain, 5)
+    _Overlay(result, None, "FAKE", 1.0, 1.0, size, size).draw(plain, 5)
     for box, score in zip(boxes[:, 1], scores[:, 1], strict=True):
         x1, y1, x2, y2 = (int(v) for v in box)
         outline = plain[y1, (x1 + x2) // 2]
         assert tuple(int(v) for v in outline) == score_colour(float(score), 0.5)  # its own colour
         assert (plain[y1 + 10 : y2 - 10, x1 + 10 : x2 - 10] == 128).all()  # no heatmap without cams
     heat = blank.copy()
-    _Overlay(result, cams, "FAKE", 0.5, 1.0, 1.0, size, size).draw(heat, 5)
+    _Overlay(result, cams, "FAKE", 1.0, 1.0, size, size).draw(heat, 5)
     changed = np.abs(heat.astype(int) - plain.astype(int)).sum(axis=2) > 0
     assert changed[80:120, 40:60].mean() > 0.9  # the first face's own (hot) map
     assert (
