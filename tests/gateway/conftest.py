@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -26,9 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import redis
 import uvicorn
 
+from benchmarks.chaos_stack import RedisProcess
 from gateway.core.settings import Settings
 from gateway.main import create_app
 from gateway.services.intake.temp_files import LOCK_NAME
@@ -306,58 +305,15 @@ def temp_folder_files(tmp_dir: Path) -> list[str]:
 # --- Redis -------------------------------------------------------------------------------------------------------
 
 
-class RedisServer:
-    """A real ``redis-server`` on ``127.0.0.1:<port>`` with its data (``appendonly yes``) in ``directory``."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory)]
-        args += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
-        args += ["--logfile", str(self.directory / "redis.log")]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as r:
-                    if r.ping():
-                        return
-            except redis.RedisError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                log = (self.directory / "redis.log").read_text() if (self.directory / "redis.log").exists() else ""
-                raise RuntimeError(f"redis-server did not start: {log[-2000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM: Redis writes its AOF and exits, as on a clean restart."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(10)
-        self._process = None
-
-
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server for one test, stopped after it."""
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A fresh redis-server for one test (AOF on, fsync every second: Redis's default), stopped after it."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip(
             "redis-server is not installed (Debian: apt-get install redis-server; make test installs it as root)"
         )
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(binary, directory)
-    server.start()
+    server = RedisProcess(tmp_path / "redis", appendfsync="everysec", binary=binary).start()
     try:
         yield server
     finally:

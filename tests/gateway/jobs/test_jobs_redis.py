@@ -9,16 +9,17 @@ from collections import Counter
 
 import redis
 
+from benchmarks.chaos_stack import RedisProcess
 from gateway.services.jobs.models import NewJob
 from gateway.services.jobs.redis_store import RedisJobStore
-from tests.gateway.conftest import FAST, GatewayFactory, RedisServer, VideoServer, assert_error, tmp_files
+from tests.gateway.conftest import FAST, GatewayFactory, VideoServer, assert_error, tmp_files
 from tests.gateway.jobs.jobs_helpers import submit, wait_job
 
 PREFIX = "gateway:jobs:"  # the default
 
 
 def test_two_replicas_run_each_job_exactly_once(
-    make_gateway: GatewayFactory, redis_server: RedisServer, video_server: VideoServer
+    make_gateway: GatewayFactory, redis_server: RedisProcess, video_server: VideoServer
 ) -> None:
     a = make_gateway(redis_url=redis_server.url)
     b = make_gateway(redis_url=redis_server.url)
@@ -43,7 +44,7 @@ def test_two_replicas_run_each_job_exactly_once(
 
 
 def test_a_worker_dying_mid_job_leaves_it_to_be_retried(
-    make_gateway: GatewayFactory, redis_server: RedisServer, video_server: VideoServer
+    make_gateway: GatewayFactory, redis_server: RedisProcess, video_server: VideoServer
 ) -> None:
     """A worker claims two jobs and dies (its leases are never extended): once they expire, a gateway runs the one
     with an attempt left, and fails the one without."""
@@ -70,7 +71,7 @@ def test_a_worker_dying_mid_job_leaves_it_to_be_retried(
 
 
 def test_redis_restarted_mid_run(
-    make_gateway: GatewayFactory, redis_server: RedisServer, video_server: VideoServer
+    make_gateway: GatewayFactory, redis_server: RedisProcess, video_server: VideoServer
 ) -> None:
     """Redis goes away while jobs run and wait: the API answers 503 meanwhile; after the restart (same data, AOF)
     every job finishes and none is lost."""
