@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def log_tail(path: Path, chars: int = 4000) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return "(no log)"
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log_path: Path, timeout_s: float, poll_s: float
+) -> None:
+    """Poll ``ready`` until it says yes; if ``proc`` exits or ``timeout_s`` passes first, kill it and raise
+    ``ProcessStartError`` with the end of its log."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill9(proc)
+            raise ProcessStartError(f"{what} did not start:\n{log_tail(log_path)}")
+        time.sleep(poll_s)
 
 
 def kill9(proc: subprocess.Popen[bytes] | None) -> None:
@@ -102,18 +116,15 @@ class RedisProcess:
         args += ["--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--daemonize", "no"]
         args += ["--protected-mode", "yes", "--logfile", str(self.log_path)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as r:
-                    if r.ping():
-                        return self
-            except redis.RedisError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                kill9(self.proc)
-                raise ProcessStartError(f"redis-server did not start:\n{log_tail(self.log_path)}")
-            time.sleep(0.05)
+        wait_ready(self.proc, self._pong, "redis-server", self.log_path, timeout_s, 0.05)
+        return self
+
+    def _pong(self) -> bool:
+        try:
+            with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as r:
+                return bool(r.ping())
+        except redis.RedisError:
+            return False
 
     def kill(self) -> None:
         """kill -9: no shutdown, no final AOF rewrite."""
@@ -175,17 +186,14 @@ class GatewayProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=5).status_code in (200, 503):
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                kill9(self.proc)
-                raise ProcessStartError(f"the gateway did not start:\n{log_tail(self.log_path)}")
-            time.sleep(0.2)
+        wait_ready(self.proc, self._answers, "the gateway", self.log_path, timeout_s, 0.2)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=5).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
 
     def kill(self) -> None:
         """kill -9: no lifespan shutdown, no job released, no temp file removed."""
