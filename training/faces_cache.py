@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,31 +220,33 @@ class FaceExtractor:
         return [self._clip(frames, track) for track in tracks]
 
     def __call__(self, sample: Sample) -> FaceClip:
+        return self._cached(lambda: self.key(sample), lambda: self.extract(sample))
+
+    def faces(self, sample: Sample, max_faces: int = C.MAX_FACES) -> list[FaceClip]:
+        """``extract_faces``, cached (one entry holding the clips stacked, ``[F, ...]`` per field)."""
+        stacked = self._cached(
+            lambda: self.key(sample, max_faces), lambda: _stack(self.extract_faces(sample, max_faces))
+        )
+        return _unstack(stacked)
+
+    def _cached(self, key: Callable[[], str], compute: Callable[[], FaceClip]) -> FaceClip:
+        """``compute()``, kept in the cache under ``key()`` (a damaged entry is recomputed)."""
         if self.cache_dir is None:
-            return self.extract(sample)
-        path = self.cache_dir / f"{self.key(sample)}.npz"
+            return compute()
+        path = self.cache_dir / f"{key()}.npz"
         if path.exists():
             try:
                 return FaceClip.load(path)
             except Exception:  # noqa: BLE001 - a damaged entry is recomputed
                 path.unlink(missing_ok=True)
-        clip = self.extract(sample)
+        clip = compute()
         clip.save(path)
         return clip
 
-    def faces(self, sample: Sample, max_faces: int = C.MAX_FACES) -> list[FaceClip]:
-        """``extract_faces``, cached (one entry holding the clips stacked, ``[F, ...]`` per field)."""
-        if self.cache_dir is None:
-            return self.extract_faces(sample, max_faces)
-        path = self.cache_dir / f"{self.key(sample, max_faces)}.npz"
-        if path.exists():
-            try:
-                return _unstack(FaceClip.load(path))
-            except Exception:  # noqa: BLE001 - a damaged entry is recomputed
-                path.unlink(missing_ok=True)
-        clips = self.extract_faces(sample, max_faces)
-        FaceClip(**{k: np.stack([getattr(c, k) for c in clips]) for k in FaceClip.__dataclass_fields__}).save(path)
-        return clips
+
+def _stack(clips: list[FaceClip]) -> FaceClip:
+    """F clips -> one clip with each field stacked ``[F, ...]``."""
+    return FaceClip(**{k: np.stack([getattr(c, k) for c in clips]) for k in FaceClip.__dataclass_fields__})
 
 
 def _unstack(stacked: FaceClip) -> list[FaceClip]:
